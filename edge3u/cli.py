@@ -1,0 +1,115 @@
+"""The ``edge3u`` command line: one subcommand per pipeline step, all on one run directory.
+
+Every subcommand works on ``--run DIR``: ``train`` creates it from ``--config`` (default: the
+Fashion-MNIST config), later steps read what earlier ones wrote there. ``--quick`` shortens
+whatever trains; ``--json`` makes the last line of output one JSON object of the figures.
+Bad input is reported as ``edge3u: error: ...`` with exit status 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge3u.config import ConfigError, load_config
+from edge3u.data import DataError
+from edge3u.runs import RunError
+
+__all__ = ["main", "build_parser"]
+
+PENDING = {
+    "quantize": "ultra-low-bitwidth quantization (QAT, the integer golden model, ROM images)",
+    "export": "ultra-low-bitwidth quantization (QAT, the integer golden model, ROM images)",
+    "elaborate": "the Amaranth accelerator (PE arrays, sequencer, cycle model)",
+    "simulate": "verification on Verilator with cocotb",
+    "synth": "the FPGA flow (synthesis, timing, board constraints, bitstream)",
+    "flow": "the one-command flow from data to verified hardware",
+}
+EXIT_USAGE = 2
+EXIT_NOT_IMPLEMENTED = 3
+
+
+def _common(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
+    parser.add_argument("--run", type=Path, required=run_required, metavar="DIR",
+                        help="run directory: created by train, read and extended by later steps")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object of the figures as the last line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge3u", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="rank-adaptive low-precision training of the TT network")
+    _common(train)
+    train.add_argument("--config", type=Path, metavar="FILE",
+                       help="configuration (.toml); default: the Fashion-MNIST config")
+    train.add_argument("--quick", action="store_true", help="few epochs on a subset, for a look")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --run from its last checkpoint")
+    train.add_argument("--data", metavar="DIR",
+                       help="folder of the Fashion-MNIST IDX files (default: data.path, "
+                            "$EDGE3U_FASHION_MNIST, /usr/share/datasets/fashion-mnist)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    for name, capability in PENDING.items():
+        pending = sub.add_parser(name, help=f"(not yet available: {capability})")
+        _common(pending, run_required=False)
+        pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _print_train(summary: dict) -> None:
+    memory, dense = summary["memory"], summary["dense_memory"]
+    rows = [("test accuracy", f"{100 * summary['test_accuracy']:.2f} %"),
+            ("ranks", json.dumps(summary["ranks"])),
+            ("parameters", f"{summary['parameters']:,}")]
+    for key in ("params", "grads", "optimizer", "activations", "other", "total"):
+        rows.append((f"memory {key}", f"{memory[key]:,} B (dense FP32 {dense[key]:,} B)"))
+    rows.append(("memory reduction", f"{summary['memory_reduction']:.1f}x"))
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def _figures(summary: dict) -> dict:
+    return {key: summary[key] for key in ("test_accuracy", "ranks", "parameters",
+                                          "memory_reduction", "epochs_done", "seconds")} | {
+        "tt_train_bytes": summary["memory"]["total"],
+        "dense_train_bytes": summary["dense_memory"]["total"]}
+
+
+def _train(args) -> int:
+    from edge3u.train.run import train_run
+
+    config = load_config(args.config) if args.config else None
+    summary = train_run(config, args.run, quick=args.quick, resume=args.resume,
+                        data_path=args.data, progress=not args.quiet)
+    _print_train(summary)
+    if args.json:
+        print(json.dumps(_figures(summary)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in PENDING:
+        print(f"edge3u: `{args.command}` belongs to {PENDING[args.command]}, which is not "
+              f"implemented yet", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    try:
+        return {"train": _train}[args.command](args)
+    except (ConfigError, DataError, RunError) as error:
+        print(f"edge3u: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("edge3u: interrupted; the last checkpoint is kept (resume with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
