@@ -25,6 +25,7 @@ __all__ = [
 DATASETS = {"fashion-mnist": (784, 10), "digits": (64, 10)}
 ACTIVATIONS = ("relu", "none")
 RANK_PRIORS = ("half_cauchy", "log_uniform")
+OPTIMIZERS = ("normalized_sgd", "sgd")
 TRAIN_WEIGHT_BITS = (4, 8)
 QUANT_WEIGHT_BITS = (1, 2, 3, 4, "ternary")
 QUANT_METHODS = ("ul2q", "uniform", "lsq")
@@ -156,7 +157,8 @@ class TrainConfig:
     batch_size: int = 128
     micro_batch: int = 1
     host_parallel: bool = True
-    lr: float = 0.05
+    optimizer: str = "normalized_sgd"
+    lr: float = 0.02
     momentum: float = 0.0
     lr_decay: float = 1.0
     grad_clip: float = 1.0
@@ -186,6 +188,7 @@ class TrainConfig:
                f"train.micro_batch {self.micro_batch}")
         _check(isinstance(self.host_parallel, bool),
                f"train.host_parallel must be true or false, not {self.host_parallel!r}")
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _number("train.lr", self.lr, 0.0, lo_open=True)
         _number("train.momentum", self.momentum, 0.0, 0.999)
         _number("train.lr_decay", self.lr_decay, 0.0, 1.0, lo_open=True)

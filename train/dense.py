@@ -29,8 +29,8 @@ def dense_memory(config: Config, model: DenseNetwork | None = None,
     """Bytes of FP32 Adam training of the dense network at ``train.batch_size``."""
     model = model or DenseNetwork(config)
     if sample is None:
-        x = torch.zeros(2, config.data.features, dtype=torch.uint8)
-        y = torch.zeros(2, dtype=torch.int64)
+        x = torch.zeros(4, config.data.features, dtype=torch.uint8)
+        y = torch.zeros(4, dtype=torch.int64)
     else:
         x, y = sample
     weights = sum(p.numel() for p in model.parameters())
@@ -68,7 +68,7 @@ def train_dense(config: Config, data: Dataset, *, epochs: int,
         accuracies.append(evaluate(model, x_test, y_test))
         if progress is not None:
             progress(epoch + 1, accuracies[-1])
-    memory = dense_memory(config, model, (x_train[:2], y_train[:2]))
+    memory = dense_memory(config, model, (x_train[:4], y_train[:4]))
     return {"accuracy": accuracies[-1], "accuracies": accuracies,
             "parameters": sum(p.numel() for p in model.parameters()),
             "memory": memory.as_dict(), "seconds": time.perf_counter() - started}

@@ -2,11 +2,11 @@
 
 Activations are *measured*, not estimated: the forward and loss run under
 ``torch.autograd.graph.saved_tensors_hooks`` and every tensor autograd keeps for the backward pass
-is recorded (views of one storage counted once). Running at batch 1 and batch 2 separates what
-grows with the batch (activations) from what does not (parameter views autograd also keeps).
+is recorded (views of one storage counted once). Running at two batch sizes separates what grows
+with the batch (activations) from what does not (parameter views autograd also keeps).
 Each saved activation is charged at the bits its values really need: a tensor whose values all
-lie on an ``bits``-bit block-floating-point grid costs ``bits`` bits an element, anything else
-its full dtype (4 bytes for float32). So a low-precision claim holds only where the forward pass
+fit a ``bits``-bit mantissa (fixed or block floating point) costs ``bits`` bits an element,
+anything else its full dtype (4 bytes for float32, 8 for an int64 label). So a low-precision claim holds only where the forward pass
 really quantized.
 """
 
@@ -55,27 +55,35 @@ def stored_bits(t: torch.Tensor, bits: int) -> int:
     return t.element_size() * 8
 
 
+def _distinct_elements(t: torch.Tensor) -> int:
+    """Elements a view really addresses: an expanded (stride-0) axis holds one copy, not many."""
+    if t.numel() == 0:
+        return 0
+    span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()) if stride)
+    return min(t.numel(), span)
+
+
 def saved_activation_bits(step: Callable[[], torch.Tensor], bits: int) -> dict[int, int]:
     """Run ``step`` (forward + loss) and tally what autograd saves: ``{bits per element: elements}``.
 
     A saved tensor is charged ``bits`` if its values fit a ``bits``-bit block-floating-point
-    grid, else its dtype's full width. Tensors sharing a storage are counted once.
+    grid, else its dtype's full width. Views of one storage are counted once, at the size of
+    the largest (a slice of a larger input costs what the slice holds).
     """
-    seen: dict[int, tuple[int, int, int]] = {}
+    seen: dict[int, tuple[int, int]] = {}
 
     def pack(t: torch.Tensor):
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        if key not in seen or seen[key][0] < storage.nbytes():
-            width = stored_bits(t, bits)
-            elements = storage.nbytes() // t.element_size()
-            seen[key] = (storage.nbytes(), width, elements)
+        # views of one storage (reshapes, transposes) are one buffer: keep the largest view
+        key = t.untyped_storage().data_ptr()
+        elements = _distinct_elements(t)
+        if key not in seen or seen[key][1] < elements:
+            seen[key] = (stored_bits(t, bits), elements)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
     tally: dict[int, int] = {}
-    for _, width, elements in seen.values():
+    for width, elements in seen.values():
         tally[width] = tally.get(width, 0) + elements
     return tally
 
@@ -83,15 +91,16 @@ def saved_activation_bits(step: Callable[[], torch.Tensor], bits: int) -> dict[i
 def activation_bytes_per_sample(run: Callable[[int], torch.Tensor], bits: int) -> float:
     """Bytes of saved activations per sample: ``run(batch)`` does forward + loss on ``batch`` samples.
 
-    Measured as the difference between batch 2 and batch 1, so parameter views autograd keeps
-    (which do not grow with the batch) are not charged as activations.
+    Measured as half the difference between batch 4 and batch 2, so parameter views autograd
+    keeps (which do not grow with the batch) are not charged as activations, and both runs take
+    the same (batched) code path.
     """
-    one = saved_activation_bits(lambda: run(1), bits)
     two = saved_activation_bits(lambda: run(2), bits)
+    four = saved_activation_bits(lambda: run(4), bits)
     total = 0.0
-    for width in set(one) | set(two):
-        total += (two.get(width, 0) - one.get(width, 0)) * width / 8
-    return total
+    for width in set(two) | set(four):
+        total += (four.get(width, 0) - two.get(width, 0)) * width / 8
+    return total / 2
 
 
 def parameter_bytes(params, bits: int) -> int:

@@ -1,11 +1,12 @@
-"""Low-precision SGD: fixed-point weights, block-floating-point gradient accumulators.
+"""Low-precision, stateless SGD: fixed-point weights, block-floating-point gradient accumulators.
 
 Each parameter lives on a fixed-point grid (8-bit, or 4-bit, cores; 8-bit biases). Micro-batch
 gradients are added into a ``grad_bits``-bit block-floating-point accumulator per parameter (one
 shared exponent per tensor, round to nearest after every addition), so gradient memory is
 ``grad_bits`` bits a weight whatever the micro-batch count. A step clips the accumulated gradient
 to a global norm, optionally adds momentum (kept in the same accumulator format) and writes the
-update back with stochastic rounding.
+update back with stochastic rounding. With ``normalize`` each tensor's gradient is scaled to unit
+root-mean-square first (normalized SGD): scale-free like Adam, but with no state to store.
 """
 
 from __future__ import annotations
@@ -33,14 +34,20 @@ class LowPrecisionSGD:
     momentum : float
     grad_clip : float
         Maximum global L2 norm of the accumulated gradient.
+    normalize : bool
+        Divide each tensor's (clipped) gradient by its root-mean-square before the step, so
+        every core moves by about ``lr`` per element whatever the scale of its gradient. TT
+        cores are a product: their gradients differ in scale by orders of magnitude between
+        layers and ranks, which plain SGD cannot follow with one learning rate; this keeps the
+        optimizer stateless (no Adam moments to store).
     """
 
     def __init__(self, groups: Sequence[tuple[Sequence[torch.nn.Parameter], FixedPoint]], *,
-                 lr: float, grad_bits: int = 16, momentum: float = 0.0, grad_clip: float = 1.0):
+                 lr: float, grad_bits: int = 16, momentum: float = 0.0, grad_clip: float = 1.0,
+                 normalize: bool = True):
         self.groups = [(list(params), fmt) for params, fmt in groups]
         self.lr, self.grad_bits, self.momentum, self.grad_clip = lr, grad_bits, momentum, grad_clip
-        import os
-        self.normalize = bool(int(os.environ.get("NORMSGD", "0")))
+        self.normalize = normalize
         self.accumulators: dict[int, torch.Tensor] = {}
         self.velocity: dict[int, torch.Tensor] = {}
         self.snap_to_grid(None, stochastic=False)

@@ -85,8 +85,10 @@ class Trainer:
         bits = t.activation_bits if t.low_precision else None
         self.model = TTNetwork(config, activation_bits=bits, generator=init)
         self.core_format = FixedPoint(t.weight_bits, t.weight_frac_bits)
-        self.optimizer = LowPrecisionSGD(self._groups(), lr=t.lr, grad_bits=t.grad_bits,
-                                         momentum=t.momentum, grad_clip=t.grad_clip)
+        grad_bits = t.grad_bits if t.low_precision else 32
+        self.optimizer = LowPrecisionSGD(self._groups(), lr=t.lr, grad_bits=grad_bits,
+                                         momentum=t.momentum, grad_clip=t.grad_clip,
+                                         normalize=t.optimizer == "normalized_sgd")
         self.scales = [rank_prior.em_scales(list(layer.cores), t.rank_prior, t.eta)
                        for layer in self.model.layers]
         self.history: list[EpochRecord] = []
@@ -125,7 +127,7 @@ class Trainer:
                               activations=math.ceil(per_sample * t.micro_batch), other=scales)
 
     def x_train_sample(self):
-        return self.x_train[:2], self.y_train[:2]
+        return self.x_train[:4], self.y_train[:4]
 
     # ------------------------------------------------------------------ training
 

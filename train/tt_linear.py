@@ -85,8 +85,15 @@ class TTLinear(nn.Module):
         return tt.tt_to_dense(list(self.cores)) * self.scale
 
     def choose_order(self) -> tt.Order:
-        """The contraction order with the fewest MACs at the current ranks."""
-        return tt.choose_order(self.in_modes, self.out_modes, self.ranks)
+        """The order that keeps the least for the backward pass (then the fewest MACs).
+
+        Training memory is dominated by the stage inputs autograd keeps, one per stage, so
+        training contracts in the order whose stage inputs add up to the least.
+        """
+        def kept_then_macs(stages):
+            return (sum(s.rows * s.inner for s in stages), sum(s.macs for s in stages))
+
+        return tt.choose_order(self.in_modes, self.out_modes, self.ranks, cost=kept_then_macs)
 
     def macs(self) -> int:
         """Multiply-accumulates of one input vector in the current order."""

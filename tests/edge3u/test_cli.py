@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from edge3u.cli import main
+from tests_paths import DIGITS_CONFIG
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quick",
+                 "--quiet"]) == 0
+    return run
+
+
+def test_train_writes_the_run(trained):
+    for name in ("config.json", "checkpoint.pt", "model.pt", "metrics.json",
+                 "plots/training.png", "plots/ranks.png"):
+        assert (trained / name).is_file(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["quick"] and metrics["epochs_done"] == 2
+    assert metrics["memory_reduction"] > 1
+    assert (trained / "plots/training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_json_is_the_last_line(capsys, trained):
+    code, out, _ = run_cli(capsys, "train", "--run", str(trained), "--resume", "--json", "--quiet")
+    assert code == 0
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert figures["epochs_done"] == 2  # nothing left to do: no epoch is trained again
+    assert figures["dense_train_bytes"] / figures["tt_train_bytes"] == pytest.approx(
+        figures["memory_reduction"])
+
+
+def test_existing_run_is_never_overwritten(capsys, trained):
+    before = (trained / "checkpoint.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--config", str(DIGITS_CONFIG), "--run", str(trained))
+    assert code == 2 and "already holds a training run" in err and "--resume" in err
+    assert (trained / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_needs_a_checkpoint(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--run", str(tmp_path / "new"), "--resume")
+    assert code == 2 and "no checkpoint to resume" in err
+
+
+def test_bad_config_is_named_before_any_work(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DIGITS_CONFIG.read_text().replace("max_rank = 4", "max_rank = 0", 1))
+    code, _, err = run_cli(capsys, "train", "--config", str(bad), "--run", str(tmp_path / "r"))
+    assert code == 2 and "max_rank must be an integer from 1 to 256, not 0" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--run", str(tmp_path / "r"), "--data",
+                           str(tmp_path))
+    assert code == 2 and "apt-get install dataset-fashion-mnist" in err
+
+
+@pytest.mark.parametrize("command", ["quantize", "export", "elaborate", "simulate", "synth", "flow"])
+def test_later_steps_say_they_are_not_there_yet(capsys, command, tmp_path):
+    code, _, err = run_cli(capsys, command, "--run", str(tmp_path))
+    assert code == 3 and "not implemented yet" in err

@@ -1,0 +1,44 @@
+import math
+
+import torch
+
+from edge3u.models.tt import tt_to_dense
+from edge3u.train.tt_linear import TTLinear
+
+
+def layer(ranks=(1, 3, 4, 1), seed=0):
+    return TTLinear((2, 3, 4), (3, 2, 2), ranks, generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_is_the_dense_layer():
+    tt = layer()
+    x = torch.randn(5, 24)
+    dense = torch.nn.functional.linear(x, tt.dense_weight(), tt.bias)
+    assert torch.allclose(tt(x), dense, atol=1e-5)
+    assert tt.dense_weight().shape == (12, 24)
+
+
+def test_initial_weight_scale():
+    tt = TTLinear((4, 7, 4, 7), (4, 4, 8, 4), (1, 8, 8, 8, 1),
+                  generator=torch.Generator().manual_seed(0))
+    std = float(tt.dense_weight().detach().std())
+    assert abs(std - math.sqrt(2 / 784)) / math.sqrt(2 / 784) < 0.25
+
+
+def test_prune_shrinks_cores_and_keeps_the_function():
+    tt = layer()
+    with torch.no_grad():
+        tt.cores[0][..., 2] = 0  # bond 1, slice 2 unused
+        tt.cores[1][..., 0] = 0  # bond 2, slice 0 unused
+        tt.cores[2][0] = 0
+    x = torch.randn(7, 24)
+    before, params = tt(x), sum(p.numel() for p in tt.parameters())
+    tt.prune([torch.tensor([0, 1]), torch.tensor([1, 2, 3])])
+    assert tt.ranks == (1, 2, 3, 1)
+    assert sum(p.numel() for p in tt.parameters()) < params
+    assert torch.allclose(tt(x), before, atol=1e-6)
+
+
+def test_training_order_keeps_the_least():
+    tt = TTLinear((4, 7, 4, 7), (4, 4, 8, 4), (1, 6, 6, 6, 1))
+    assert tt.order == (3, 2, 1, 0)  # right-to-left keeps 784 + 448r + 896r + 512r
