@@ -167,7 +167,7 @@ class TrainConfig:
     kl_weight: float = 5e-5
     kl_warmup_start: int = 1
     kl_warmup_epochs: int = 5
-    rank_threshold: float = 1e-4
+    rank_threshold: float = 1e-6
     low_precision: bool = True
     weight_bits: int = 8
     weight_frac_bits: int = 6

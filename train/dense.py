@@ -50,8 +50,8 @@ def train_dense(config: Config, data: Dataset, *, epochs: int,
     torch.manual_seed(t.seed)
     model = DenseNetwork(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.dense_lr)
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+    x_train, y_train = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    x_test, y_test = torch.tensor(data.x_test), torch.tensor(data.y_test)
     accuracies = []
     started = time.perf_counter()
     for epoch in range(epochs):

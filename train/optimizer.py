@@ -87,23 +87,36 @@ class LowPrecisionSGD:
         return math.sqrt(sum(float((a * a).sum()) for a in self.accumulators.values()))
 
     @torch.no_grad()
-    def step(self, generator: torch.Generator | None) -> float:
-        """Apply the accumulated gradient; returns its norm before clipping."""
+    def step(self, generator: torch.Generator | None,
+             shrink: dict[int, torch.Tensor] | None = None) -> float:
+        """Apply the accumulated gradient; returns its norm before clipping.
+
+        ``shrink`` maps ``id(parameter)`` to the prior's precision times its weight
+        (``w / lam``, broadcastable to the parameter): the Gaussian prior's pull is then taken
+        as a proximal step, ``p <- p / (1 + rate * w / lam)`` after the gradient step, with the
+        same per-tensor rate as the gradient. It never overshoots zero, however small ``lam``
+        gets, where an explicit gradient ``w * p / lam`` would.
+        """
         norm = self.grad_norm()
         factor = min(1.0, self.grad_clip / (norm + 1e-12))
+        shrink = shrink or {}
         for params, fmt in self.groups:
             for p in params:
                 grad = self.accumulators.pop(id(p), None)
                 if grad is None:
                     continue
                 grad = grad * factor
-                if self.normalize:
-                    grad = grad / (grad.pow(2).mean().sqrt() + 1e-12)
                 if self.momentum:
                     v = self.velocity.get(id(p))
                     v = grad if v is None else self.momentum * v + grad
                     grad = self.velocity[id(p)] = bfp_round(v, self.grad_bits)
-                p.copy_(round_stochastic(p - self.lr * grad, fmt, generator))
+                rate = self.lr
+                if self.normalize:
+                    rate = self.lr / (float(grad.pow(2).mean().sqrt()) + 1e-12)
+                value = p - rate * grad
+                if id(p) in shrink:
+                    value = value / (1 + rate * shrink[id(p)])
+                p.copy_(round_stochastic(value, fmt, generator))
         return norm
 
     def state_bytes(self) -> tuple[int, int]:

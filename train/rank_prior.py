@@ -21,7 +21,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["em_scales", "neg_log_prior", "bond_ranks", "keep_indices", "prune_cores"]
+__all__ = ["em_scales", "neg_log_prior", "core_precisions", "bond_ranks", "keep_indices",
+           "prune_cores"]
 
 
 def _slices(cores: Sequence[torch.Tensor], bond: int) -> list[torch.Tensor]:
@@ -76,6 +77,23 @@ def neg_log_prior(cores: Sequence[torch.Tensor], lam: Sequence[torch.Tensor | No
             total = total + ((flat ** 2).sum(dim=1) / (2 * scale)).sum()
             total = total + 0.5 * flat.shape[1] * torch.log(scale).sum()
     return total
+
+
+def core_precisions(cores: Sequence[torch.Tensor], lam: Sequence[torch.Tensor | None],
+                    floor: float = 1e-12) -> list[torch.Tensor | None]:
+    """Per core, ``1 / lam`` of the bond that governs it, shaped to broadcast against the core.
+
+    Core ``k < d-1`` is governed by its right bond ``k+1`` and the last core by its left bond
+    (``d-1``), exactly the slices :func:`em_scales` sums over. ``None`` for a single core.
+    """
+    d = len(cores)
+    if d == 1:
+        return [None]
+    out = []
+    for k in range(d - 1):
+        out.append((1 / torch.clamp(lam[k + 1], min=floor)).reshape(1, 1, 1, -1))
+    out.append((1 / torch.clamp(lam[d - 1], min=floor)).reshape(-1, 1, 1, 1))
+    return out
 
 
 def keep_indices(lam: Sequence[torch.Tensor | None], threshold: float) -> list[torch.Tensor]:

@@ -56,7 +56,7 @@ def train_run(config: Config | None, run: str | Path, *, quick: bool = False,
     epochs = t.quick_epochs if quick else t.epochs
     if quick:
         data = data.subset(t.quick_train_images)
-    trainer = Trainer(config, data, epochs=epochs)
+    trainer = Trainer(config, data)
     if resume:
         trainer.load_state_dict(torch.load(run / CHECKPOINT, weights_only=False))
     else:
@@ -65,13 +65,12 @@ def train_run(config: Config | None, run: str | Path, *, quick: bool = False,
     dense = dense_memory(config, sample=trainer.x_train_sample())
     started = time.perf_counter()
     for epoch in range(len(trainer.history), epochs):
-        with tqdm(total=1, desc=f"train epoch {epoch + 1}/{epochs}", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
+        with tqdm(total=None, desc=f"train epoch {epoch + 1}/{epochs}", file=sys.stderr,
+                  disable=not progress, leave=False, mininterval=1.0, unit="step") as bar:
             def show(step, steps, loss):
                 bar.total = steps
-                bar.n = step
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                bar.refresh()
+                bar.update(1)
 
             record = trainer.train_epoch(epoch, progress=show)
         if progress:

@@ -9,8 +9,9 @@ A step: for every micro-batch, forward, loss, backward, add the gradient into th
 accumulators (``train.host_parallel`` evaluates a step's micro-batches side by side in one pass:
 they are independent given the weights and every activation is quantized per sample, so only the
 accumulator's intermediate roundings differ from the one-by-one loop; the memory accounting
-still charges one micro-batch, which is what the device holds); then the KL term of the rank prior (weight ramped linearly from zero), clipping and
-the stochastic-rounding update; then the closed-form (EM) update of the rank scales. At the end of
+still charges one micro-batch, which is what the device holds); then clipping, the update, the
+KL term of the rank prior as a proximal shrink (weight ramped linearly from zero) and stochastic
+rounding; then the closed-form (EM) update of the rank scales. At the end of
 an epoch the bonds whose scales have collapsed are pruned from the cores.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -44,6 +45,7 @@ class EpochRecord:
     train_loss: float
     test_accuracy: float
     kl_weight: float
+    neg_log_prior: float
     ranks: dict[str, list[int]]
     parameters: int
     seconds: float
@@ -73,12 +75,10 @@ class Trainer:
     ----------
     config : Config
     data : Dataset
-    epochs : int
-        How many epochs :meth:`run` trains in all (the config's, or the quick count).
     """
 
-    def __init__(self, config: Config, data: Dataset, *, epochs: int):
-        self.config, self.data, self.epochs = config, data, epochs
+    def __init__(self, config: Config, data: Dataset):
+        self.config, self.data = config, data
         t = config.train
         torch.manual_seed(t.seed)
         init = torch.Generator().manual_seed(t.seed)
@@ -134,16 +134,20 @@ class Trainer:
     def ranks(self) -> dict[str, list[int]]:
         return {name: list(r) for name, r in self.model.ranks().items()}
 
-    def supported_ranks(self) -> dict[str, list[int]]:
-        """Ranks the current scales support (what pruning would leave)."""
-        thr = self.config.train.rank_threshold
-        return {name: list(rank_prior.bond_ranks(s, thr))
-                for name, s in zip(self.model.names, self.scales)}
+    def _prior_shrink(self, weight: float) -> dict[int, torch.Tensor]:
+        """The KL term's pull on every core, ``weight / lam``, for the optimizer's proximal step."""
+        shrink = {}
+        for layer, scales in zip(self.model.layers, self.scales):
+            for core, precision in zip(layer.cores, rank_prior.core_precisions(
+                    list(layer.cores), scales)):
+                if precision is not None:
+                    shrink[id(core)] = weight * precision
+        return shrink
 
-    def _kl(self, weight: float) -> torch.Tensor:
-        total = sum(rank_prior.neg_log_prior(list(layer.cores), s)
-                    for layer, s in zip(self.model.layers, self.scales))
-        return weight * total
+    def neg_log_prior(self) -> float:
+        """``-log p(cores | lam)`` summed over layers (the KL term before its weight)."""
+        return float(sum(rank_prior.neg_log_prior(list(layer.cores), s)
+                         for layer, s in zip(self.model.layers, self.scales)))
 
     def _update_scales(self) -> None:
         t = self.config.train
@@ -186,10 +190,7 @@ class Trainer:
                 self.optimizer.accumulate()
                 total_loss += float(loss.detach()) * len(batch)
             weight = kl_weight_at(self.config, epoch + step / steps)
-            if weight > 0:
-                self._kl(weight).backward()
-                self.optimizer.accumulate()
-            self.optimizer.step(noise)
+            self.optimizer.step(noise, self._prior_shrink(weight) if weight > 0 else None)
             self._update_scales()
             if progress is not None:
                 progress(step + 1, steps, total_loss / min(len(order), (step + 1) * t.batch_size))
@@ -200,7 +201,8 @@ class Trainer:
         if memory.total > self.peak_memory.total:
             self.peak_memory = memory
         record = EpochRecord(epoch=epoch + 1, train_loss=total_loss / len(order),
-                             test_accuracy=accuracy, kl_weight=weight, ranks=self.ranks(),
+                             test_accuracy=accuracy, kl_weight=weight,
+                             neg_log_prior=self.neg_log_prior(), ranks=self.ranks(),
                              parameters=self.parameter_count(),
                              seconds=time.perf_counter() - started)
         self.history.append(record)

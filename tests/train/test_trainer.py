@@ -4,7 +4,7 @@ from edge3u.train.trainer import Trainer, kl_weight_at
 
 
 def test_learns_digits(digits_config, digits):
-    trainer = Trainer(digits_config, digits, epochs=4)
+    trainer = Trainer(digits_config, digits)
     for epoch in range(4):
         record = trainer.train_epoch(epoch)
     assert record.test_accuracy > 0.85
@@ -12,7 +12,7 @@ def test_learns_digits(digits_config, digits):
 
 
 def test_cores_stay_in_eight_bit_fixed_point(digits_config, digits):
-    trainer = Trainer(digits_config, digits.subset(200), epochs=1)
+    trainer = Trainer(digits_config, digits.subset(200))
     trainer.train_epoch(0)
     for core in trainer.model.core_parameters():
         codes = core.detach() * 64
@@ -22,13 +22,13 @@ def test_cores_stay_in_eight_bit_fixed_point(digits_config, digits):
 
 def test_resume_reaches_the_same_result(digits_config, digits):
     data = digits.subset(400)
-    straight = Trainer(digits_config, data, epochs=2)
+    straight = Trainer(digits_config, data)
     straight.train_epoch(0)
     straight.train_epoch(1)
-    first = Trainer(digits_config, data, epochs=2)
+    first = Trainer(digits_config, data)
     first.train_epoch(0)
     state = first.state_dict()
-    resumed = Trainer(digits_config, data, epochs=2)
+    resumed = Trainer(digits_config, data)
     resumed.load_state_dict(state)
     resumed.train_epoch(1)
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
@@ -39,7 +39,7 @@ def test_resume_reaches_the_same_result(digits_config, digits):
 def test_strong_prior_prunes_ranks_for_real(digits_config, digits):
     config = digits_config.replace(train={"kl_weight": 0.05, "kl_warmup_start": 0,
                                           "kl_warmup_epochs": 1, "rank_threshold": 1e-3})
-    trainer = Trainer(config, digits, epochs=3)
+    trainer = Trainer(config, digits)
     start = trainer.parameter_count()
     for epoch in range(3):
         trainer.train_epoch(epoch)
@@ -54,7 +54,7 @@ def test_micro_batches_one_by_one_give_the_host_parallel_gradient(digits_config,
     sums = []
     for parallel in (True, False):
         config = digits_config.replace(train={"host_parallel": parallel, "batch_size": 8})
-        trainer = Trainer(config, digits.subset(8), epochs=1)
+        trainer = Trainer(config, digits.subset(8))
         x, y = trainer.x_train[:8], trainer.y_train[:8]
         width = 8 if parallel else 1
         for start in range(0, 8, width):
@@ -75,8 +75,7 @@ def test_kl_weight_ramps_linearly(digits_config):
 
 
 def test_memory_is_charged_for_a_micro_batch(digits_config, digits):
-    one = Trainer(digits_config, digits.subset(8), epochs=1).memory()
-    four = Trainer(digits_config.replace(train={"micro_batch": 4}), digits.subset(8),
-                   epochs=1).memory()
+    one = Trainer(digits_config, digits.subset(8)).memory()
+    four = Trainer(digits_config.replace(train={"micro_batch": 4}), digits.subset(8)).memory()
     assert four.activations == 4 * one.activations
     assert one.params < one.grads  # 8-bit weights, 16-bit gradient accumulators
