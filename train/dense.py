@@ -1,7 +1,8 @@
 """The dense FP32 baseline: trained by the same data pipeline, measured by the same accounting.
 
 The baseline is trained the way a dense network is normally trained: FP32, whole batches of
-``train.batch_size``, Adam (the strongest of the usual recipes for this MLP). Its memory is
+``train.batch_size``, Adam (the strongest of the usual recipes for this MLP) with the same
+per-epoch learning-rate decay as the TT network, which keeps its last epochs from jumping around. Its memory is
 parameters, gradients and Adam's two moments in FP32 plus the activations autograd saves for a
 batch, measured exactly as for the TT network.
 """
@@ -55,6 +56,8 @@ def train_dense(config: Config, data: Dataset, *, epochs: int,
     accuracies = []
     started = time.perf_counter()
     for epoch in range(epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = t.dense_lr * t.lr_decay ** epoch
         seed = t.seed * 1_000_003 + epoch
         order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
         model.train()

@@ -60,6 +60,29 @@ class TTLinear(nn.Module):
     def from_config(cls, layer: LayerConfig, **kwargs) -> "TTLinear":
         return cls(layer.in_modes, layer.out_modes, layer.max_ranks, **kwargs)
 
+    @classmethod
+    def from_dense(cls, linear: nn.Linear, in_modes: Sequence[int], out_modes: Sequence[int],
+                   max_rank: int, *, core_std: float = 0.5) -> "TTLinear":
+        """TT-SVD initialisation from a trained ``nn.Linear`` (ranks capped at ``max_rank``).
+
+        The cores are rescaled so each has standard deviation ``core_std`` (what the 8-bit
+        training format suits) and the product of the rescalings goes into ``scale``.
+        """
+        cores = tt.tt_svd(linear.weight.detach(), in_modes, out_modes, max_rank)
+        layer = cls(in_modes, out_modes, tt.tt_ranks(cores), core_std=core_std,
+                    bias=linear.bias is not None)
+        scale = 1.0
+        with torch.no_grad():
+            for k, core in enumerate(cores):
+                std = float(core.std()) if core.numel() > 1 else float(core.abs().max())
+                factor = core_std / std if std > 0 else 1.0
+                layer.cores[k] = nn.Parameter(core * factor)
+                scale /= factor
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        layer.scale = scale
+        return layer
+
     @property
     def d(self) -> int:
         return len(self.in_modes)

@@ -42,3 +42,15 @@ def test_prune_shrinks_cores_and_keeps_the_function():
 def test_training_order_keeps_the_least():
     tt = TTLinear((4, 7, 4, 7), (4, 4, 8, 4), (1, 6, 6, 6, 1))
     assert tt.order == (3, 2, 1, 0)  # right-to-left keeps 784 + 448r + 896r + 512r
+
+
+def test_from_dense_recovers_a_tt_matrix():
+    source = layer(ranks=(1, 2, 3, 1), seed=3)
+    dense = torch.nn.Linear(24, 12)
+    with torch.no_grad():
+        dense.weight.copy_(source.dense_weight())
+    tt = TTLinear.from_dense(dense, (2, 3, 4), (3, 2, 2), max_rank=3)
+    x = torch.randn(4, 24)
+    assert torch.allclose(tt(x), dense(x), atol=1e-4)
+    assert max(tt.ranks) <= 3
+    assert all(abs(float(c.detach().std()) - 0.5) < 1e-4 for c in tt.cores)
