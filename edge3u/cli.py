@@ -20,8 +20,6 @@ from edge3u.runs import RunError
 __all__ = ["main", "build_parser"]
 
 PENDING = {
-    "quantize": "ultra-low-bitwidth quantization (QAT, the integer golden model, ROM images)",
-    "export": "ultra-low-bitwidth quantization (QAT, the integer golden model, ROM images)",
     "elaborate": "the Amaranth accelerator (PE arrays, sequencer, cycle model)",
     "simulate": "verification on Verilator with cocotb",
     "synth": "the FPGA flow (synthesis, timing, board constraints, bitstream)",
@@ -54,11 +52,34 @@ def build_parser() -> argparse.ArgumentParser:
                             "$EDGE3U_FASHION_MNIST, /usr/share/datasets/fashion-mnist)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
+    quantize = sub.add_parser("quantize", help="quantization-aware fine-tuning to 1-4 bit cores")
+    _common(quantize)
+    quantize.add_argument("--method", help="ul2q (default from the config), uniform or lsq")
+    quantize.add_argument("--weight-bits", type=_weight_bits, metavar="{1,2,3,4,ternary}")
+    quantize.add_argument("--act-bits", type=int, metavar="{2..8}")
+    quantize.add_argument("--epochs", type=int, help="QAT epochs (default quant.epochs)")
+    quantize.add_argument("--quick", action="store_true", help="one epoch on a subset")
+    quantize.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    quantize.add_argument("--quiet", action="store_true", help="no progress output")
+
+    export = sub.add_parser("export", help="write the weight ROM images and manifest to RUN/rom")
+    _common(export)
+
     for name, capability in PENDING.items():
         pending = sub.add_parser(name, help=f"(not yet available: {capability})")
         _common(pending, run_required=False)
         pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _weight_bits(text: str):
+    return text if text == "ternary" else int(text)
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 def _print_train(summary: dict) -> None:
@@ -69,9 +90,7 @@ def _print_train(summary: dict) -> None:
     for key in ("params", "grads", "optimizer", "activations", "other", "total"):
         rows.append((f"memory {key}", f"{memory[key]:,} B (dense FP32 {dense[key]:,} B)"))
     rows.append(("memory reduction", f"{summary['memory_reduction']:.1f}x"))
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    _print_rows(rows)
 
 
 def _figures(summary: dict) -> dict:
@@ -93,6 +112,38 @@ def _train(args) -> int:
     return 0
 
 
+def _quantize(args) -> int:
+    from edge3u.train.quantize_run import quantize_run
+
+    figures = quantize_run(args.run, method=args.method, weight_bits=args.weight_bits,
+                           activation_bits=args.act_bits, epochs=args.epochs, quick=args.quick,
+                           data_path=args.data, progress=not args.quiet)
+    _print_rows([
+        ("method", f"{figures['method']}, weights {figures['weight_bits']} bits, activations "
+                   f"{figures['activation_bits']} bits, {figures['epochs']} QAT epochs"),
+        ("float TT accuracy", f"{100 * figures['float_tt_accuracy']:.2f} %"),
+        ("fake-quant accuracy", f"{100 * figures['fake_quant_accuracy']:.2f} %"),
+        ("integer accuracy", f"{100 * figures['int_accuracy']:.2f} %"),
+        ("int/fake agreement", f"{100 * figures['int_vs_fake_agreement']:.2f} %")])
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+def _export(args) -> int:
+    from edge3u.train.export import export_run
+
+    manifest = export_run(args.run)
+    files = sum(len(layer["cores"]) + 2 for layer in manifest["layers"])
+    bits = manifest["rom_bits"]
+    print(f"wrote {files} ROM images and manifest.json to {Path(args.run) / 'rom'}: "
+          f"{bits:,} bits of weights, bias and requantization tables")
+    if args.json:
+        print(json.dumps({"rom_dir": str(Path(args.run) / "rom"), "rom_bits": bits,
+                          "layers": [layer["name"] for layer in manifest["layers"]]}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -101,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
               f"implemented yet", file=sys.stderr)
         return EXIT_NOT_IMPLEMENTED
     try:
-        return {"train": _train}[args.command](args)
+        return {"train": _train, "quantize": _quantize, "export": _export}[args.command](args)
     except (ConfigError, DataError, RunError) as error:
         print(f"edge3u: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -144,6 +144,7 @@ class Trainer:
                     shrink[id(core)] = weight * precision
         return shrink
 
+    @torch.no_grad()
     def neg_log_prior(self) -> float:
         """``-log p(cores | lam)`` summed over layers (the KL term before its weight)."""
         return float(sum(rank_prior.neg_log_prior(list(layer.cores), s)

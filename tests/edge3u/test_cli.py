@@ -65,7 +65,31 @@ def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "apt-get install dataset-fashion-mnist" in err
 
 
-@pytest.mark.parametrize("command", ["quantize", "export", "elaborate", "simulate", "synth", "flow"])
+@pytest.mark.parametrize("command", ["elaborate", "simulate", "synth", "flow"])
 def test_later_steps_say_they_are_not_there_yet(capsys, command, tmp_path):
     code, _, err = run_cli(capsys, command, "--run", str(tmp_path))
     assert code == 3 and "not implemented yet" in err
+
+
+def test_quantize_and_export_follow_train(capsys, trained):
+    code, out, _ = run_cli(capsys, "quantize", "--run", str(trained), "--epochs", "1",
+                           "--json", "--quiet")
+    assert code == 0
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert figures["int_vs_fake_agreement"] >= 0.97 and figures["weight_bits"] == 2
+    code, out, _ = run_cli(capsys, "export", "--run", str(trained), "--json")
+    assert code == 0 and (trained / "rom" / "manifest.json").is_file()
+    assert json.loads(out.strip().splitlines()[-1])["rom_bits"] > 0
+
+
+def test_steps_out_of_order_name_the_missing_step(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "quantize", "--run", str(tmp_path))
+    assert code == 2 and "run `edge3u train --run" in err
+    (tmp_path / "config.json").write_text(DIGITS_CONFIG.read_text() and "{}")
+    code, _, err = run_cli(capsys, "export", "--run", str(tmp_path))
+    assert code == 2 and "run `edge3u quantize --run" in err
+
+
+def test_bad_quantize_option_is_named(capsys, trained):
+    code, _, err = run_cli(capsys, "quantize", "--run", str(trained), "--weight-bits", "5")
+    assert code == 2 and "quant.weight_bits must be one of 1, 2, 3, 4, 'ternary', not 5" in err
