@@ -49,7 +49,8 @@ class QuantTTLayer(nn.Module):
     order : tuple of int
         Stage order, as the hardware runs it.
     method : str
-        ``"ul2q"``, ``"uniform"`` or ``"lsq"``.
+        The weight quantizer: ``"ul2q"``, ``"uniform"`` or ``"lsq"``. Activations always use a
+        learned step (LSQ), so methods differ in the weights alone.
     weight_bits : int or "ternary"
     activation_bits : int
     relu : bool
@@ -68,9 +69,11 @@ class QuantTTLayer(nn.Module):
         self.relu = relu
         self.weight_quant = nn.ModuleList(make_weight_quantizer(method, self.fmt, init=c)
                                           for c in self.cores)
-        self.stage_quant = nn.ModuleList(make_activation_quantizer(method, activation_bits, True)
+        # activations use the learned step (LSQ) whatever the weight method, so the methods
+        # compare on weight quantization alone
+        self.stage_quant = nn.ModuleList(make_activation_quantizer("lsq", activation_bits, True)
                                          for _ in range(len(cores) - 1))
-        self.out_quant = make_activation_quantizer(method, activation_bits, False) if relu else None
+        self.out_quant = make_activation_quantizer("lsq", activation_bits, False) if relu else None
 
     def forward(self, x: torch.Tensor, in_scale: float) -> torch.Tensor:
         cores = [q(c) for q, c in zip(self.weight_quant, self.cores)]
