@@ -84,7 +84,7 @@ class QuantTTLayer(nn.Module):
         unit = last_in * self.weight_quant[self.order[-1]].to_int(self.cores[self.order[-1]])[1]
         # the last accumulator is an integer multiple of ``unit``: snap float noise back onto the
         # grid so equal integer logits stay exactly equal (argmax then breaks ties alike)
-        y = _RoundToGrid.apply(y, unit) + _RoundToGrid.apply(self.bias / self.gamma, unit)
+        y = _RoundToGrid.apply(y + _RoundToGrid.apply(self.bias / self.gamma, unit), unit)
         y = y * self.gamma
         return self.out_quant(torch.relu(y)) if self.relu else y
 

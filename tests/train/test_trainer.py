@@ -79,3 +79,14 @@ def test_memory_is_charged_for_a_micro_batch(digits_config, digits):
     four = Trainer(digits_config.replace(train={"micro_batch": 4}), digits.subset(8)).memory()
     assert four.activations == 4 * one.activations
     assert one.params < one.grads  # 8-bit weights, 16-bit gradient accumulators
+
+
+def test_four_bit_cores_train_on_their_grid(digits_config, digits):
+    config = digits_config.replace(train={"weight_bits": 4, "weight_frac_bits": 2})
+    trainer = Trainer(config, digits.subset(300))
+    record = trainer.train_epoch(0)
+    for core in trainer.model.core_parameters():
+        codes = core.detach() * 4
+        assert torch.equal(codes, torch.round(codes)) and codes.abs().max() <= 8
+    assert trainer.memory().params < Trainer(digits_config, digits.subset(300)).memory().params
+    assert record.test_accuracy > 0.1
