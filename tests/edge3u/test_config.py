@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from edge3u.config import Config, ConfigError, default_config_path, load_config
@@ -88,7 +90,8 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
         load_config(bad)
     wrong = tmp_path / "wrong.toml"
-    wrong.write_text((default_config_path().read_text()).replace("max_rank = 20", "max_rank = -2", 1))
+    text = default_config_path().read_text()
+    wrong.write_text(re.sub(r"max_rank = \d+", "max_rank = -2", text, count=1))
     with pytest.raises(ConfigError, match=r"wrong.toml: .*max_rank.*not -2"):
         load_config(wrong)
 
