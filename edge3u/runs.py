@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["RunError", "atomic_write", "write_json", "read_json", "save_torch", "require",
+           "load_step_output",
            "CONFIG", "CHECKPOINT", "MODEL", "METRICS"]
 
 CONFIG = "config.json"
@@ -55,6 +56,20 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
+
+
+def load_step_output(run: str | Path, name: str, version: int, command: str) -> dict:
+    """``torch.load`` of ``RUN/name`` written by ``command``, checking its ``format`` version."""
+    import torch
+
+    path = Path(run) / name
+    if not path.exists():
+        raise RunError(f"{path} does not exist: run `{command} --run {run}` first")
+    state = torch.load(path, weights_only=False)
+    if state.get("format") != version:
+        raise RunError(f"{path} has format {state.get('format')!r}; this edge3u reads format "
+                       f"{version}: run `{command}` again")
+    return state
 
 
 def require(run: Path, name: str, command: str) -> Path:

@@ -18,8 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FixedPoint", "round_stochastic", "round_nearest", "fake_quant", "bfp_exponent",
+__all__ = ["int_range", "FixedPoint", "round_stochastic", "round_nearest", "fake_quant", "bfp_exponent",
            "bfp_round", "bfp_quantize", "significant_bits"]
+
+
+def int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """The codes of a ``bits``-bit integer: two's complement if ``signed``, else unsigned."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,11 @@ class FixedPoint:
 
     @property
     def code_min(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return int_range(self.bits, self.signed)[0]
 
     @property
     def code_max(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return int_range(self.bits, self.signed)[1]
 
     @property
     def min(self) -> float:

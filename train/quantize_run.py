@@ -20,10 +20,9 @@ from tqdm import tqdm
 from edge3u.config import Config, ConfigError, load_config
 from edge3u.data import Dataset, load_dataset
 from edge3u.models.golden import int_predict
-from edge3u.runs import CONFIG, RunError, save_torch, write_json
+from edge3u.runs import CONFIG, RunError, load_step_output, save_torch, write_json
 from edge3u.train.qat import QuantTTNetwork, to_int_network
 from edge3u.train.run import load_model_state
-from edge3u.train.trainer import evaluate
 
 __all__ = ["quantize_run", "qat", "load_quant_state", "QUANT", "QUANT_METRICS"]
 
@@ -115,13 +114,7 @@ def quantize_run(run: str | Path, *, method: str | None = None, weight_bits=None
 
 def load_quant_state(run: str | Path) -> tuple[QuantTTNetwork, dict]:
     """The fine-tuned fake-quant network of ``RUN/quant.pt`` (eval mode) and its figures."""
-    path = Path(run) / QUANT
-    if not path.exists():
-        raise RunError(f"{path} does not exist: run `edge3u quantize --run {run}` first")
-    saved = torch.load(path, weights_only=False)
-    if saved.get("format") != QUANT_FORMAT:
-        raise RunError(f"{path} has format {saved.get('format')!r}; this edge3u reads format "
-                       f"{QUANT_FORMAT}: run `edge3u quantize` again")
+    saved = load_step_output(run, QUANT, QUANT_FORMAT, "edge3u quantize")
     o = saved["options"]
     net = QuantTTNetwork(saved["model_state"], method=o["method"], weight_bits=o["weight_bits"],
                          activation_bits=o["activation_bits"], orders=saved["orders"])

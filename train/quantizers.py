@@ -36,6 +36,7 @@ from scipy.special import ndtr
 from torch import nn
 
 from edge3u.config import QUANT_METHODS, QUANT_WEIGHT_BITS
+from edge3u.train.lowprec import int_range
 
 __all__ = ["WeightFormat", "WEIGHT_FORMATS", "gaussian_mse", "gaussian_optimal_step", "UL2Q_STEP",
            "ul2q_scale", "fake_quantize", "UL2QWeight", "MinMaxWeight", "LSQWeight",
@@ -323,11 +324,11 @@ class _ActivationQuantizer(nn.Module):
 
     @property
     def code_min(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return int_range(self.bits, self.signed)[0]
 
     @property
     def code_max(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return int_range(self.bits, self.signed)[1]
 
     @property
     def scale(self) -> float:

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from edge3u.config import Config, load_config
 from edge3u.data import load_dataset
-from edge3u.runs import (CHECKPOINT, CONFIG, METRICS, MODEL, RunError, read_json, save_torch,
-                         write_json)
+from edge3u.runs import (CHECKPOINT, CONFIG, METRICS, MODEL, RunError, load_step_output,
+                         read_json, save_torch, write_json)
 from edge3u.train.dense import dense_memory
 from edge3u.train.plots import plot_ranks, plot_training
 from edge3u.train.trainer import Trainer
@@ -122,11 +122,4 @@ def model_state(trainer: Trainer) -> dict:
 
 def load_model_state(run: str | Path) -> dict:
     """Read ``RUN/model.pt``, checking its format."""
-    path = Path(run) / MODEL
-    if not path.exists():
-        raise RunError(f"{path} does not exist: run `edge3u train --run {run}` first")
-    state = torch.load(path, weights_only=False)
-    if state.get("format") != MODEL_FORMAT:
-        raise RunError(f"{path} has format {state.get('format')!r}; this edge3u reads format "
-                       f"{MODEL_FORMAT}: train the run again")
-    return state
+    return load_step_output(run, MODEL, MODEL_FORMAT, "edge3u train")

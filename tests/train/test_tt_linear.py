@@ -2,7 +2,6 @@ import math
 
 import torch
 
-from edge3u.models.tt import tt_to_dense
 from edge3u.train.tt_linear import TTLinear
 
 
