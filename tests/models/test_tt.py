@@ -494,3 +494,334 @@ def test_between_gradients_flow():
     x = random_x(12, 2).requires_grad_()
     assert torch.autograd.gradcheck(
         lambda x, *cores: tt_matvec(x, cores, (1, 0, 2), between=torch.tanh), (x, *cores))
+
+
+# --------------------------------------------------------------------------- fast paths
+# tt_matvec runs floating-point inputs through hand-written autograd Functions: per stage when
+# intermediates go to `between`, else as one fused contraction whose grouping of stages and
+# layout a cost model picks. These tests drive every grouping and layout, not only the chosen one.
+
+from edge3u.models import tt as tt_module  # noqa: E402
+
+
+def groupings(order):
+    """Every split of ``order`` into consecutive groups that are intervals of cores."""
+    d = len(order)
+    for cuts in itertools.product((False, True), repeat=d - 1):
+        bounds = [0] + [i + 1 for i, cut in enumerate(cuts) if cut] + [d]
+        groups = [order[a:b] for a, b in zip(bounds, bounds[1:])]
+        if all(max(g) - min(g) + 1 == len(g) for g in groups):
+            yield groups
+
+
+def fused_plan(shapes, order, groups, lay, batch, two_stage=False):
+    n = tuple(s[1] for s in shapes)
+    m = tuple(s[2] for s in shapes)
+    r = tuple(s[0] for s in shapes) + (1,)
+    out, lo, hi = [], None, None
+    for g in groups:
+        a, b = min(g), max(g)
+        out.append(tt_module._Group(shapes, a, b, *tt_module._group_stage(n, m, r, lo, hi, a, b)))
+        lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
+    return lay, batch, tuple(out), two_stage
+
+
+def all_fused_plans(shapes, batch):
+    """Every grouping of every order in both layouts, and the two-stage plans whose first stage
+    takes the right-hand block of cores with the reassociated backward pass."""
+    d = len(shapes)
+    for order in valid_orders(d):
+        for groups in groupings(order):
+            for lay in "FL":
+                yield order, groups, fused_plan(shapes, order, groups, lay, batch)
+            if len(groups) == 2 and max(groups[0]) == d - 1:
+                yield order, groups, fused_plan(shapes, order, groups, "F", batch, True)
+
+
+def test_groupings_are_every_interval_split():
+    assert list(groupings((1, 2, 0))) == [[(1, 2, 0)], [(1, 2), (0,)], [(1,), (2,), (0,)]]
+    assert list(groupings((1, 0, 2))) == [[(1, 0, 2)], [(1, 0), (2,)], [(1,), (0,), (2,)]]
+
+
+@pytest.mark.parametrize("n, m, ranks", CASES, ids=CASE_IDS)
+def test_fused_every_grouping_and_layout_matches_dense(n, m, ranks):
+    """Values and all gradients of every fused plan equal those through the dense weight."""
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    shapes = tuple(tuple(c.shape) for c in cores)
+    batch = 3
+    x = random_x(math.prod(n), batch).requires_grad_()
+    v = random_x(math.prod(m), batch, seed=7)
+    w = tt_to_dense(cores)
+    ref = torch.autograd.grad(((x @ w.T) * v).sum(), [x, *cores])
+    count = 0
+    for order, groups, plan in all_fused_plans(shapes, batch):
+        if len(n) == 5 and order not in ((4, 3, 2, 1, 0), (0, 1, 2, 3, 4), (2, 1, 3, 0, 4)):
+            continue  # d = 5: both ends and one from the middle keep it quick
+        y = tt_module._TTFused.apply(x, plan, *cores)
+        assert y.shape == (batch, math.prod(m)) and y.is_contiguous()
+        grads = torch.autograd.grad((y * v).sum(), [x, *cores])
+        for got, want in zip(grads, ref):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        count += 1
+    assert count >= 2 ** (len(n) - 1)
+
+
+@pytest.mark.parametrize("n, m, ranks", CASES, ids=CASE_IDS)
+def test_fused_core_gradients_without_input_gradient(n, m, ranks):
+    """As above with an ``x`` that needs no gradient, the case of a network's first layer (and
+    the one the two-stage backward pass serves)."""
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    shapes = tuple(tuple(c.shape) for c in cores)
+    x = random_x(math.prod(n), 3)
+    v = random_x(math.prod(m), 3, seed=7)
+    ref = torch.autograd.grad(((x @ tt_to_dense(cores).T) * v).sum(), cores)
+    two_stage = 0
+    for order, groups, plan in all_fused_plans(shapes, 3):
+        grads = torch.autograd.grad((tt_module._TTFused.apply(x, plan, *cores) * v).sum(), cores)
+        for got, want in zip(grads, ref):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        two_stage += plan[3]
+    assert two_stage == 2 ** (len(n) - 1) - 1  # a right-hand block first, its orders, the rest
+
+
+@pytest.mark.parametrize("batch", [37, 64])
+def test_fused_backward_in_chunks_of_the_batch(monkeypatch, batch):
+    """The layout-F backward pass runs over chunks of the batch (the last one partial)."""
+    monkeypatch.setattr(tt_module, "_CHUNK_ELEMENTS", 1 << 9)
+    n, m, ranks = CASES[3]
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    shapes = tuple(tuple(c.shape) for c in cores)
+    x = random_x(math.prod(n), batch).requires_grad_()
+    v = random_x(math.prod(m), batch, seed=7)
+    w = tt_to_dense(cores)
+    ref = torch.autograd.grad(((x @ w.T) * v).sum(), [x, *cores])
+    for groups in ([(3,), (2,), (1,), (0,)], [(3, 2), (1, 0)], [(3,), (2, 1), (0,)]):
+        plan = fused_plan(shapes, (3, 2, 1, 0), groups, "F", batch)
+        assert tt_module._backward_chunk(plan[2], batch) < batch
+        grads = torch.autograd.grad((tt_module._TTFused.apply(x, plan, *cores) * v).sum(),
+                                    [x, *cores])
+        for got, want in zip(grads, ref):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_two_stage_backward_only_for_cores_that_need_it():
+    n, m, ranks = CASES[3]
+    cores = random_cores(n, m, ranks)
+    shapes = tuple(tuple(c.shape) for c in cores)
+    plan = fused_plan(shapes, (3, 2, 1, 0), [(3, 2), (1, 0)], "F", 4, True)
+    x = random_x(math.prod(n), 4)
+    w = tt_to_dense(cores)
+    for k in range(4):
+        cs = [c.clone().requires_grad_(j == k) for j, c in enumerate(cores)]
+        (g,) = torch.autograd.grad(tt_module._TTFused.apply(x, plan, *cs).square().sum(), [cs[k]])
+        cr = [c.clone().requires_grad_(j == k) for j, c in enumerate(cores)]
+        (want,) = torch.autograd.grad((x @ tt_to_dense(cr).T).square().sum(), [cr[k]])
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n, m, ranks", [
+    ((3, 2), (2, 3), (1, 2, 1)),
+    ((2, 3, 2), (3, 2, 2), (1, 2, 3, 1)),
+    ((2, 1, 3, 2), (1, 2, 2, 3), (1, 2, 3, 2, 1)),
+], ids=["d2", "d3", "d4"])
+def test_fused_gradcheck_every_grouping_and_layout(n, m, ranks):
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    shapes = tuple(tuple(c.shape) for c in cores)
+    x = random_x(math.prod(n), 2).requires_grad_()
+    for order, groups, plan in all_fused_plans(shapes, 2):
+        assert torch.autograd.gradcheck(
+            lambda x, *cores: tt_module._TTFused.apply(x, plan, *cores), (x, *cores))
+        if plan[3]:  # the two-stage backward pass runs only when x needs no gradient
+            assert torch.autograd.gradcheck(
+                lambda *cores: tt_module._TTFused.apply(x.detach(), plan, *cores), cores)
+
+
+def test_fused_grads_only_for_what_needs_them():
+    n, m, ranks = CASES[3]
+    cores = random_cores(n, m, ranks)
+    cores[1].requires_grad_()
+    x = random_x(math.prod(n), 4)
+    y = tt_matvec(x, cores, (3, 2, 1, 0))
+    y.sum().backward()
+    assert x.grad is None and cores[0].grad is None and cores[1].grad is not None
+    w = tt_to_dense([c.detach() if k != 1 else c for k, c in enumerate(cores)])
+    (g,) = torch.autograd.grad((x @ w.T).sum(), [cores[1]])
+    torch.testing.assert_close(cores[1].grad, g, rtol=1e-10, atol=1e-10)
+    xg = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(tt_matvec(xg, [c.detach() for c in cores]).sum(), [xg])
+    torch.testing.assert_close(gx, torch.ones(4, math.prod(m), dtype=x.dtype) @ w.detach(),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8, 128, 512])
+@pytest.mark.parametrize("r", [1, 3, 5, 8, 16])
+def test_fused_plan_is_a_valid_grouping(batch, r):
+    ranks = (1, r, r, r, 1)
+    shapes = tuple((ranks[k], FC1_N[k], FC1_M[k], ranks[k + 1]) for k in range(4))
+    for order in valid_orders(4):
+        for need_dx in (False, True):
+            for train in (False, True):
+                lay, plan, two_stage = tt_module._fused_plan(shapes, order, batch, need_dx,
+                                                             train)
+                assert lay in "FL"
+                if two_stage:
+                    assert lay == "F" and train and not need_dx and len(plan) == 2
+                    assert plan[0].b == 3 and plan[1].a == 0
+                # the groups are the next runs of consecutive entries of the order, covering it
+                i = 0
+                for g in plan:
+                    size = g.b - g.a + 1
+                    assert set(order[i:i + size]) == set(range(g.a, g.b + 1))
+                    i += size
+                assert i == 4
+
+
+def test_fused_plan_fuses_fc1_at_training_batch():
+    """At batch 128 the cost model merges fc1's cores pairwise (one intermediate, not three)."""
+    for r in (3, 4, 5, 6):
+        ranks = (1, r, r, r, 1)
+        shapes = tuple((ranks[k], FC1_N[k], FC1_M[k], ranks[k + 1]) for k in range(4))
+        _, plan, two_stage = tt_module._fused_plan(shapes, (3, 2, 1, 0), 128, False, True)
+        assert [(g.a, g.b) for g in plan] == [(2, 3), (0, 1)] and two_stage
+
+
+@pytest.mark.parametrize("n, m, ranks", CASES, ids=CASE_IDS)
+def test_between_path_custom_backward_matches_reference(n, m, ranks):
+    """The per-stage Functions give the values and gradients of plain autograd, for a
+    differentiable `between` that treats columns (samples) differently."""
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    batch = 3
+    x = random_x(math.prod(n), batch).requires_grad_()
+    v = random_x(math.prod(m), batch, seed=7)
+    scale = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+
+    def between(h):
+        assert h.shape[1] == batch
+        return torch.tanh(h) * scale
+
+    for order in valid_orders(len(n)):
+        plan = tt_module._plan(n, m, ranks, order)
+        want = tt_module._matvec_reference(x, cores, plan, order, False, between)
+        got = tt_matvec(x, cores, order, between=between)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        ref = torch.autograd.grad((want * v).sum(), [x, *cores])
+        grads = torch.autograd.grad((got * v).sum(), [x, *cores])
+        for a, b in zip(grads, ref):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("order", [(2, 1, 0), (1, 2, 0), (1, 0, 2), (0, 1, 2)])
+def test_between_path_gradcheck(order):
+    n, m, ranks = (2, 3, 2), (3, 2, 2), (1, 2, 3, 1)
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    x = random_x(12, 3).requires_grad_()
+    weights = torch.tensor([0.5, 1.0, -2.0], dtype=torch.float64)
+
+    def between(h):
+        return torch.sin(h) * weights[:h.shape[1]] + h * h
+
+    assert torch.autograd.gradcheck(
+        lambda x, *cores: tt_matvec(x, cores, order, between=between), (x, *cores))
+    assert torch.autograd.gradcheck(
+        lambda x, *cores: tt_matvec(x, cores, order, between=between), (x[0], *cores))
+
+
+def test_between_output_may_be_a_transposed_view():
+    """`between` may hand back a (features, B) view of a (B, features) tensor (as QAT does)."""
+    n, m, ranks = CASES[3]
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    x = random_x(math.prod(n), 5).requires_grad_()
+    y1 = tt_matvec(x, cores, between=lambda h: (2 * h.t()).contiguous().t())
+    y2 = tt_matvec(x, cores, between=lambda h: 2 * h)
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    g1 = torch.autograd.grad(y1.sum(), [x, *cores])
+    g2 = torch.autograd.grad(y2.sum(), [x, *cores])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def saved_elements(step):
+    """Elements of what autograd keeps during ``step()``, views of one storage counted once."""
+    seen = {}
+
+    def pack(t):
+        key = t.untyped_storage().data_ptr()
+        seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes() // t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("n, m, ranks", CASES[1:], ids=CASE_IDS[1:])
+def test_autograd_keeps_only_stage_inputs(n, m, ranks):
+    """Per sample, the per-stage path keeps exactly the stage inputs; the fused path keeps the
+    inputs of the stages it runs, a subset of those."""
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    for order in valid_orders(len(n)):
+        st = stages(n, m, ranks, order)
+        inputs = [math.prod(n)] + [s.out_size for s in st[:-1]]
+
+        def per_sample(**kw):
+            two, four = (saved_elements(lambda b=b: tt_matvec(random_x(math.prod(n), b), cores,
+                                                              order, **kw))
+                         for b in (2, 4))
+            return (four - two) / 2
+
+        assert per_sample(between=lambda h: h) == sum(inputs)
+        fused = per_sample()
+        _, plan, _ = tt_module._fused_plan(tuple(tuple(c.shape) for c in cores), order,
+                                           tt_module._plan_batch(4), False, True)
+        assert tt_module._plan_batch(2) == tt_module._plan_batch(4)
+        ran, i = [], 0
+        for g in plan:
+            ran.append(inputs[i])
+            i += g.b - g.a + 1
+        assert fused == sum(ran) <= sum(inputs)
+
+
+def test_fast_paths_float32_fc1_batch128_match_reference():
+    cores = [c.requires_grad_() for c in random_cores(FC1_N, FC1_M, (1, 5, 5, 5, 1),
+                                                       dtype=torch.float32)]
+    x = random_x(784, 128, dtype=torch.float32)
+    plan = tt_module._plan(FC1_N, FC1_M, (1, 5, 5, 5, 1), (3, 2, 1, 0))
+    want = tt_module._matvec_reference(x, cores, plan, (3, 2, 1, 0), False, None)
+    ref = torch.autograd.grad(want.square().sum(), cores)
+    for kw in ({}, {"between": lambda h: h}):
+        got = tt_matvec(x, cores, (3, 2, 1, 0), **kw)
+        scale = float(want.detach().abs().max())
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+        for a, b in zip(torch.autograd.grad(got.square().sum(), cores), ref):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_fast_paths_without_grad(context):
+    n, m, ranks = CASES[3]
+    cores = random_cores(n, m, ranks)
+    x = random_x(math.prod(n), 4)
+    w = tt_to_dense(cores)
+    with context():
+        for kw in ({}, {"between": lambda h: h}):
+            y = tt_matvec(x, cores, **kw)
+            assert not y.requires_grad
+            torch.testing.assert_close(y, x @ w.T, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(tt_matvec(x[1], cores, **kw), w @ x[1],
+                                       rtol=1e-12, atol=1e-12)
+    # what a plan remembers from a call without gradients serves one with them
+    cores = [c.requires_grad_() for c in cores]
+    (g,) = torch.autograd.grad(tt_matvec(x, cores).sum(), [cores[2]])
+    (want,) = torch.autograd.grad((x @ tt_to_dense(cores).T).sum(), [cores[2]])
+    torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_paths_reject_double_backward():
+    n, m, ranks = CASES[2]
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    x = random_x(math.prod(n), 2).requires_grad_()
+    for kw in ({}, {"between": lambda h: h}):
+        (gx,) = torch.autograd.grad(tt_matvec(x, cores, **kw).square().sum(), [x],
+                                    create_graph=True)
+        with pytest.raises(RuntimeError):
+            gx.sum().backward()
