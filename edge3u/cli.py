@@ -131,15 +131,15 @@ def _quantize(args) -> int:
 
 
 def _export(args) -> int:
-    from edge3u.train.export import export_run
+    from edge3u.train.export import ROM_DIR, export_run
 
     manifest = export_run(args.run)
-    files = sum(len(layer["cores"]) + 2 for layer in manifest["layers"])
-    bits = manifest["rom_bits"]
-    print(f"wrote {files} ROM images and manifest.json to {Path(args.run) / 'rom'}: "
+    files = sum(len(layer["cores"]) + 2 for layer in manifest["layers"])  # + bias, requant
+    bits, rom_dir = manifest["rom_bits"], Path(args.run) / ROM_DIR
+    print(f"wrote {files} ROM images and manifest.json to {rom_dir}: "
           f"{bits:,} bits of weights, bias and requantization tables")
     if args.json:
-        print(json.dumps({"rom_dir": str(Path(args.run) / "rom"), "rom_bits": bits,
+        print(json.dumps({"rom_dir": str(rom_dir), "rom_bits": bits,
                           "layers": [layer["name"] for layer in manifest["layers"]]}))
     return 0
 

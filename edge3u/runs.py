@@ -13,8 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["RunError", "atomic_write", "write_json", "read_json", "save_torch", "require",
-           "load_step_output",
+__all__ = ["RunError", "atomic_write", "write_json", "read_json", "save_torch", "load_step_output",
            "CONFIG", "CHECKPOINT", "MODEL", "METRICS"]
 
 CONFIG = "config.json"
@@ -70,11 +69,3 @@ def load_step_output(run: str | Path, name: str, version: int, command: str) -> 
         raise RunError(f"{path} has format {state.get('format')!r}; this edge3u reads format "
                        f"{version}: run `{command}` again")
     return state
-
-
-def require(run: Path, name: str, command: str) -> Path:
-    """``run/name``, or a RunError naming the command that writes it."""
-    path = Path(run) / name
-    if not path.exists():
-        raise RunError(f"{path} does not exist: run `{command}` first")
-    return path

@@ -106,7 +106,7 @@ class IntLayer:
     out_modes: tuple = field(init=False)
 
     def __post_init__(self):
-        ranks = tt.tt_ranks(self.cores)  # validates the bonds
+        tt.tt_ranks(self.cores)  # validates that neighbouring cores agree on their bonds
         d = len(self.cores)
         object.__setattr__(self, "order", tt.check_order(tuple(self.order), d))
         object.__setattr__(self, "in_modes", tuple(int(c.shape[1]) for c in self.cores))
@@ -120,7 +120,6 @@ class IntLayer:
         for k, core in enumerate(self.cores):
             if core.dtype != torch.int64:
                 raise ValueError(f"layer {self.name!r}: core {k} must be int64, not {core.dtype}")
-        del ranks
 
     @property
     def ranks(self) -> tuple[int, ...]:

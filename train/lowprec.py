@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["int_range", "FixedPoint", "round_stochastic", "round_nearest", "fake_quant", "bfp_exponent",
-           "bfp_round", "bfp_quantize", "significant_bits"]
+__all__ = ["int_range", "FixedPoint", "round_stochastic", "round_nearest", "fake_quant",
+           "bfp_exponent", "bfp_round", "bfp_quantize", "significant_bits"]
 
 
 def int_range(bits: int, signed: bool) -> tuple[int, int]:

@@ -6,13 +6,12 @@ is recorded (views of one storage counted once). Running at two batch sizes sepa
 with the batch (activations) from what does not (parameter views autograd also keeps).
 Each saved activation is charged at the bits its values really need: a tensor whose values all
 fit a ``bits``-bit mantissa (fixed or block floating point) costs ``bits`` bits an element,
-anything else its full dtype (4 bytes for float32, 8 for an int64 label). So a low-precision claim holds only where the forward pass
-really quantized.
+anything else its full dtype (4 bytes for float32, 8 for an int64 label). So a low-precision
+claim holds only where the forward pass really quantized.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -21,7 +20,7 @@ import torch
 from edge3u.train.lowprec import significant_bits
 
 __all__ = ["TrainingMemory", "saved_activation_bits", "activation_bytes_per_sample",
-           "stored_bits", "parameter_bytes"]
+           "stored_bits"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def _distinct_elements(t: torch.Tensor) -> int:
 
 
 def saved_activation_bits(step: Callable[[], torch.Tensor], bits: int) -> dict[int, int]:
-    """Run ``step`` (forward + loss) and tally what autograd saves: ``{bits per element: elements}``.
+    """Run ``step`` (forward + loss) and tally what autograd saves: ``{bits: elements}``.
 
     A saved tensor is charged ``bits`` if its values fit a ``bits``-bit block-floating-point
     grid, else its dtype's full width. Views of one storage are counted once, at the size of
@@ -89,7 +88,7 @@ def saved_activation_bits(step: Callable[[], torch.Tensor], bits: int) -> dict[i
 
 
 def activation_bytes_per_sample(run: Callable[[int], torch.Tensor], bits: int) -> float:
-    """Bytes of saved activations per sample: ``run(batch)`` does forward + loss on ``batch`` samples.
+    """Bytes of saved activations per sample; ``run(batch)`` is forward + loss on ``batch`` samples.
 
     Measured as half the difference between batch 4 and batch 2, so parameter views autograd
     keeps (which do not grow with the batch) are not charged as activations, and both runs take
@@ -102,6 +101,3 @@ def activation_bytes_per_sample(run: Callable[[int], torch.Tensor], bits: int) -
         total += (four.get(width, 0) - two.get(width, 0)) * width / 8
     return total / 2
 
-
-def parameter_bytes(params, bits: int) -> int:
-    return math.ceil(sum(p.numel() for p in params) * bits / 8)

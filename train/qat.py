@@ -81,7 +81,8 @@ class QuantTTLayer(nn.Module):
         # tt_matvec hands intermediates over as (features, batch): quantize them per sample row
         y = tt.tt_matvec(x, cores, self.order, between=lambda h: next(quantizers)(h.t()).t())
         last_in = self.stage_quant[-1].scale if len(self.stage_quant) else in_scale
-        unit = last_in * self.weight_quant[self.order[-1]].to_int(self.cores[self.order[-1]])[1]
+        last = self.order[-1]
+        unit = last_in * self.weight_quant[last].scale_for(self.cores[last])
         # the last accumulator is an integer multiple of ``unit``: snap float noise back onto the
         # grid so equal integer logits stay exactly equal (argmax then breaks ties alike)
         y = _RoundToGrid.apply(y + _RoundToGrid.apply(self.bias / self.gamma, unit), unit)

@@ -226,6 +226,11 @@ class _WeightQuantizer(nn.Module):
                              self.fmt.code_max, self._grad_scale(w))
 
     @torch.no_grad()
+    def scale_for(self, w: torch.Tensor) -> float:
+        """The scale (value of one code unit) ``w`` is quantized with."""
+        return float(self._scale(w))
+
+    @torch.no_grad()
     def to_int(self, w: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The codes (int32, see :attr:`WeightFormat.codes`) and the scale of ``w``."""
         scale = self._scale(w)

@@ -16,7 +16,6 @@ of ``lam**2`` above it, and pruning removes the other slices from both neighbour
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -123,6 +122,3 @@ def prune_cores(cores: Sequence[torch.Tensor], keep: Sequence[torch.Tensor]) -> 
         out[bond] = out[bond].index_select(0, idx)
     return out
 
-
-def parameter_count(cores: Sequence[torch.Tensor]) -> int:
-    return sum(math.prod(c.shape) for c in cores)

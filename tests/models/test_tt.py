@@ -610,7 +610,6 @@ def test_two_stage_backward_only_for_cores_that_need_it():
     shapes = tuple(tuple(c.shape) for c in cores)
     plan = fused_plan(shapes, (3, 2, 1, 0), [(3, 2), (1, 0)], "F", 4, True)
     x = random_x(math.prod(n), 4)
-    w = tt_to_dense(cores)
     for k in range(4):
         cs = [c.clone().requires_grad_(j == k) for j, c in enumerate(cores)]
         (g,) = torch.autograd.grad(tt_module._TTFused.apply(x, plan, *cs).square().sum(), [cs[k]])
