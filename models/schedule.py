@@ -1,0 +1,371 @@
+"""How the accelerator maps a TT network onto its pool of processing elements, and the exact
+number of cycles that takes — from the shapes alone, before any hardware is built.
+
+The dataflow (``docs/hardware.md`` explains it with pictures in words):
+
+* Every stage is a GEMM ``out[row, col] = sum_i a[row, i] * w[i, col]``. Each row of ``a`` is one
+  word of an on-chip buffer: the row's whole inner vector, one lane per inner element.
+* A stage's output is cut into *granules*: the outputs that form one contiguous run of lanes of
+  one row word of the next stage's buffer. A granule has ``g = x_lo * |rp|`` outputs: ``x_lo``
+  consecutive values of the row modes ``X`` that the next stage contracts, times all values of
+  the column modes ``rp`` that it contracts too. Writing a granule is one memory write: this is
+  the reshape between stages, done by the write address, never by a copy pass.
+* A *tile* is ``q`` granules computed at once by ``q * g <= P`` PEs, output stationary: every PE
+  owns one output and accumulates it over ``inner`` cycles. While a tile computes, the rows of
+  the next tile are read into shadow lane registers and the previous tile is drained (one granule
+  per cycle through the requantizers).
+
+Everything the hardware needs per stage (which PE computes which output, which lane feeds it,
+where each granule is written) follows from the :class:`StageMap` objects built here, and
+:func:`network_cycles` is the cycle count the RTL's counter reports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from edge3u.models import tt
+
+__all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
+           "MAC_LATENCY", "DRAIN_LATENCY", "ARGMAX_LATENCY"]
+
+#: Cycles from a tile boundary until the finished tile is in the drain register (operand
+#: register, product register, accumulator).
+MAC_LATENCY = 3
+#: Cycles from the last granule leaving the drain register until its write has reached the
+#: buffer (bias, multiply, round-shift-clamp, placement).
+DRAIN_LATENCY = 4
+#: Cycles to pick the class beyond one per logit.
+ARGMAX_LATENCY = 0
+
+
+class ScheduleError(ValueError):
+    """A network or PE array that the accelerator cannot map, with the value that is wrong."""
+
+
+@dataclass(frozen=True)
+class StageMap:
+    """One stage of one layer, as the hardware runs it.
+
+    Mode lists hold atomic mode names (sizes in :attr:`Schedule.sizes`); flat indices are
+    row-major over the listed modes.
+
+    Attributes
+    ----------
+    layer, stage : int
+        Layer index and stage index within the layer; ``core`` is the core contracted.
+    inner : tuple of str
+        The contracted modes in the lane order of the row words this stage reads.
+    cols : tuple of str
+        The produced column modes, ``mp + rp``.
+    U, X : tuple of str
+        Row modes: rows are numbered ``u * |X| + x``. ``X`` are the row modes the next stage
+        contracts (they become lanes of the next row words).
+    mp, rp : tuple of str
+        Column modes that become rows (``mp``) or lanes (``rp``) of the next stage.
+    x_lo : int
+        Granule height: a granule holds ``x_lo`` consecutive ``x`` values times all of ``rp``.
+    q : int
+        Granules per tile. Either a multiple of ``|mp|`` (whole row groups per tile) or a
+        divisor of it (a row group spans ``|mp| / q`` tiles and its rows are read once).
+    final : bool
+        The network's last stage: it writes the logits, lanes in class order.
+    core_axes : tuple of 4 tuples of str
+        The modes indexing the core ``(r_k, n_k, m_k, r_{k+1})``; ``n_k`` of a later layer is a
+        group of the previous layer's output modes. Size-1 modes are left out.
+    """
+
+    layer: int
+    stage: int
+    core: int
+    inner: tuple
+    cols: tuple
+    U: tuple
+    X: tuple
+    mp: tuple
+    rp: tuple
+    sizes: dict
+    x_lo: int
+    q: int
+    final: bool
+    core_axes: tuple = ()
+
+    def size(self, modes) -> int:
+        return math.prod(self.sizes[m] for m in modes)
+
+    @property
+    def n_inner(self) -> int:
+        return self.size(self.inner)
+
+    @property
+    def rows(self) -> int:
+        return self.size(self.U) * self.size(self.X)
+
+    @property
+    def n_cols(self) -> int:
+        return self.size(self.cols)
+
+    @property
+    def macs(self) -> int:
+        return self.rows * self.n_inner * self.n_cols
+
+    @property
+    def granule(self) -> int:
+        """Outputs per granule, ``g``."""
+        return self.x_lo * self.size(self.rp)
+
+    @property
+    def x_hi(self) -> int:
+        return self.size(self.X) // self.x_lo
+
+    @property
+    def row_groups(self) -> int:
+        return self.size(self.U) * self.x_hi
+
+    @property
+    def n_mp(self) -> int:
+        return self.size(self.mp)
+
+    @property
+    def whole_groups(self) -> bool:
+        """True when a tile holds whole row groups (``q`` a multiple of ``|mp|``)."""
+        return self.q % self.n_mp == 0
+
+    @property
+    def groups_per_tile(self) -> int:
+        return self.q // self.n_mp if self.whole_groups else 1
+
+    @property
+    def phases(self) -> int:
+        """Tiles per row group (1 when tiles hold whole row groups)."""
+        return 1 if self.whole_groups else self.n_mp // self.q
+
+    @property
+    def lanes(self) -> int:
+        """Rows a tile reads (activation lane registers in use)."""
+        return self.groups_per_tile * self.x_lo
+
+    @property
+    def pes(self) -> int:
+        """PEs in use, ``q * g``."""
+        return self.q * self.granule
+
+    def tiles(self) -> list[tuple[int, int, int]]:
+        """Per tile: ``(first row group, row groups, phase)``."""
+        if self.whole_groups:
+            k = self.groups_per_tile
+            return [(t, min(k, self.row_groups - t), 0) for t in range(0, self.row_groups, k)]
+        return [(rg, 1, ph) for rg in range(self.row_groups) for ph in range(self.phases)]
+
+    def tile_io(self) -> list[tuple[int, int]]:
+        """Per tile: ``(rows read before it, granules written after it)``."""
+        out = []
+        for rg, groups, phase in self.tiles():
+            reads = groups * self.x_lo if phase == 0 else 0
+            writes = groups * self.n_mp if self.whole_groups else self.q
+            out.append((reads, writes))
+        return out
+
+    def cycles(self) -> int:
+        """Cycles of the stage: prologue read, the tile windows, the final drain."""
+        io = self.tile_io()
+        total = io[0][0] + 1
+        for t in range(len(io)):
+            nxt = io[t + 1][0] + 1 if t + 1 < len(io) and io[t + 1][0] else 0
+            prev = io[t - 1][1] if t else 0
+            total += max(self.n_inner, nxt, prev)
+        return total + MAC_LATENCY + io[-1][1] + DRAIN_LATENCY
+
+    def bound(self, pes: int) -> int:
+        return -(-self.macs // pes)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """All stages of the network in execution order, for an array of ``pes`` PEs."""
+    stages: tuple
+    pes: int
+    requant_lanes: int
+    sizes: dict
+    input_modes: tuple
+    output_modes: tuple
+    orders: tuple
+
+    def cycles(self) -> int:
+        """Cycles from the last input pixel written to the result on the output stream."""
+        return sum(s.cycles() for s in self.stages) + ARGMAX_LATENCY + self.classes
+
+    @property
+    def classes(self) -> int:
+        return math.prod(self.sizes[m] for m in self.output_modes)
+
+    def bound(self) -> int:
+        """Sum over stages of ``ceil(MACs / PEs)``: no schedule can be faster."""
+        return sum(s.bound(self.pes) for s in self.stages)
+
+    @property
+    def macs(self) -> int:
+        return sum(s.macs for s in self.stages)
+
+
+# --------------------------------------------------------------------------- modes of a layer
+
+def _layer_names(li: int, d: int):
+    n = [f"L{li}.n{k}" for k in range(d)]
+    m = [f"L{li}.m{k}" for k in range(d)]
+    r = [f"L{li}.r{k}" for k in range(d + 1)]
+    return n, m, r
+
+
+def _group(prev_modes: list[str], sizes: dict, in_modes, where: str) -> list[list[str]]:
+    """Split the previous layer's output modes into consecutive groups of the given sizes."""
+    groups, i = [], 0
+    for want in in_modes:
+        group, size = [], 1
+        while size < want and i < len(prev_modes):
+            group.append(prev_modes[i])
+            size *= sizes[prev_modes[i]]
+            i += 1
+        if size != want:
+            raise ScheduleError(
+                f"{where}: in_modes {tuple(in_modes)} must group the previous layer's out_modes "
+                f"{tuple(sizes[m] for m in prev_modes)} into consecutive products; {want} is not one")
+        groups.append(group)
+    return groups
+
+
+def _stage_sets(core_n: list[list[str]], m, r, order):
+    """Per stage (core, inner modes, column modes), the tensor being a set of atomic modes."""
+    axes = lambda k: ((r[k],), tuple(core_n[k]), (m[k],), (r[k + 1],))  # noqa: E731
+    k = order[0]
+    out = [(k, list(core_n[k]), [r[k], m[k], r[k + 1]], axes(k))]
+    a = b = k
+    for k in order[1:]:
+        if k == b + 1:
+            out.append((k, [r[k], *core_n[k]], [m[k], r[k + 1]], axes(k)))
+            b = k
+        else:
+            out.append((k, [*core_n[k], r[k + 1]], [r[k], m[k]], axes(k)))
+            a = k
+    return out
+
+
+def _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
+    size = lambda ms: math.prod(sizes[x] for x in ms)  # noqa: E731
+    X = tuple(x for x in nxt if x in rows)
+    rp = tuple(x for x in nxt if x in cols)
+    U = tuple(x for x in rows if x not in X)
+    mp = tuple(x for x in cols if x not in rp)
+    nx, nrp, nmp = size(X), size(rp), size(mp)
+    for x_lo in ([nx] if final else [d for d in range(1, nx + 1) if nx % d == 0]):
+        g = x_lo * nrp
+        if g > min(pes, lanes):
+            continue
+        qs = {k * nmp for k in range(1, pes // (g * nmp) + 1)}
+        qs |= {d for d in range(1, nmp) if nmp % d == 0 and d * g <= pes}
+        for q in sorted(qs):
+            yield dict(U=U, X=X, mp=mp, rp=rp, x_lo=x_lo, q=q)
+
+
+def _map_layers(layers, orders, pes, lanes, choose=True):
+    """StageMaps for the given orders, each stage with its fastest mapping."""
+    sizes, stages_sets, input_modes = {}, [], None
+    prev_m = None
+    for li, (n, m, r) in enumerate(layers):
+        d = len(n)
+        nn, mm, rr = _layer_names(li, d)
+        for name, v in [*zip(mm, m), *zip(rr, r)]:
+            sizes[name] = v
+        if li == 0:
+            for name, v in zip(nn, n):
+                sizes[name] = v
+            core_n = [[x] for x in nn]
+            input_modes = tuple(nn)
+        else:
+            core_n = _group(prev_m, sizes, n, f"layer {li}")
+        sets = _stage_sets(core_n, mm, rr, orders[li])
+        stages_sets.append(sets)
+        prev_m = mm
+    drop = lambda ms: [x for x in ms if sizes[x] > 1]  # noqa: E731
+    flat = [(li, si, k, drop(inner), drop(cols), tuple(tuple(drop(a)) for a in axes))
+            for li, sets in enumerate(stages_sets) for si, (k, inner, cols, axes) in enumerate(sets)]
+    output_modes = tuple(drop(prev_m))
+    maps, tensor = [], drop(list(input_modes))
+    lane_order = None
+    for j, (li, si, k, inner, cols, axes) in enumerate(flat):
+        rows = [x for x in tensor if x not in inner]
+        final = j == len(flat) - 1
+        nxt = output_modes if final else flat[j + 1][3]
+        inner_order = tuple(inner) if lane_order is None else lane_order
+        if sorted(inner_order) != sorted(inner):  # pragma: no cover - internal invariant
+            raise AssertionError(f"lane order {inner_order} does not match inner {inner}")
+        best = None
+        for opt in _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
+            sm = StageMap(li, si, k, inner_order, tuple(opt["mp"]) + tuple(opt["rp"]),
+                          sizes=sizes, final=final, core_axes=axes, **opt)
+            key = (sm.cycles(), sm.pes)
+            if best is None or key < best[0]:
+                best = (key, sm)
+        if best is None:
+            need = math.prod(sizes[x] for x in cols if x in nxt)
+            if final:
+                need = math.prod(sizes[x] for x in output_modes)
+            raise ScheduleError(
+                f"layer {li} stage {si} (core {k}) needs granules of at least {need} outputs, "
+                f"more than the {pes} PEs or the {lanes} requantizer lanes: use a larger array "
+                f"or lower ranks")
+        sm = best[1]
+        maps.append(sm)
+        lane_order = sm.X + sm.rp
+        tensor = rows + cols
+    return maps, sizes, input_modes, output_modes
+
+
+def _shapes(network_shapes):
+    return [(tuple(n), tuple(m), tuple(r)) for n, m, r in network_shapes]
+
+
+def build_schedule(network_shapes, orders, pes: int, requant_lanes: int) -> Schedule:
+    """The schedule for fixed stage orders.
+
+    Parameters
+    ----------
+    network_shapes : list of (in_modes, out_modes, ranks)
+        One per layer; ranks include the end bonds ``(1, ..., 1)``.
+    orders : list of tuple
+        Stage order per layer.
+    pes : int
+        PEs in the array (``pe_rows * pe_cols``).
+    requant_lanes : int
+        Requantizers in the drain: the largest granule.
+    """
+    shapes = _shapes(network_shapes)
+    for li, ((n, m, r), order) in enumerate(zip(shapes, orders)):
+        tt.stages(n, m, r, order)  # validates shapes and the order
+    if pes < 1 or requant_lanes < 1:
+        raise ScheduleError(f"the array needs at least one PE and one requantizer lane, not "
+                            f"{pes} PEs and {requant_lanes} lanes")
+    maps, sizes, inp, outp = _map_layers(shapes, [tuple(o) for o in orders], pes, requant_lanes)
+    return Schedule(tuple(maps), pes, requant_lanes, sizes, inp, outp,
+                    tuple(tuple(o) for o in orders))
+
+
+def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[int, ...], ...]:
+    """The stage orders (one per layer) with the fewest cycles on this array; ties go to fewer
+    MACs. Exhaustive over every layer's :func:`models.tt.valid_orders`."""
+    shapes = _shapes(network_shapes)
+    best, error = None, None
+    for orders in itertools.product(*(tt.valid_orders(len(n)) for n, _, _ in shapes)):
+        try:
+            sched = build_schedule(shapes, orders, pes, requant_lanes)
+        except ScheduleError as e:
+            error = e
+            continue
+        key = (sched.cycles(), sched.macs)
+        if best is None or key < best[0]:
+            best = (key, orders)
+    if best is None:
+        raise error
+    return best[1]

@@ -1,0 +1,304 @@
+"""The accelerator core: buffers, ROMs, lanes, the PE array, the drain and the sequencer that
+walks the tile table. ``docs/hardware.md`` describes the timing; ``models/schedule.py`` counts it.
+"""
+
+from amaranth import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from edge3u.rtl.lanes import ActivationLanes
+from edge3u.rtl.pe_array import PEArray
+from edge3u.rtl.program import Program
+from edge3u.rtl.requantizer import Requantizer, RequantSpec
+
+__all__ = ["Accelerator"]
+
+
+def _pack(values, bits: int) -> int:
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+class Accelerator(wiring.Component):
+    """Runs one inference on the image in its input buffer.
+
+    Parameters
+    ----------
+    program : Program
+        The ROM contents and widths (:func:`edge3u.rtl.program.build_program`).
+    rows, cols : int
+        PE array shape; ``rows * cols`` must equal the schedule's PE count.
+
+    Members
+    -------
+    start : In(1)
+        Begin (the input buffer holds the image).
+    busy : Out(1)
+    done : Out(1)
+        One cycle: ``logits`` and ``cls`` are valid (they stay valid until the next start).
+    load_addr, load_lane, load_data, load_en : In
+        Input buffer write port (one pixel per cycle).
+    logits : Out(ArrayLayout(signed(acc_bits), classes))
+    cls : Out(range(classes))
+    """
+
+    def __init__(self, program: Program, rows: int, cols: int):
+        if rows * cols != program.pes:
+            raise ValueError(f"a {rows} x {cols} array has {rows * cols} PEs, the program is "
+                             f"scheduled for {program.pes}")
+        self.program, self.rows, self.cols = program, rows, cols
+        p = program
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "load_addr": In(range(max(2, p.buffer_rows[0]))),
+            "load_lane": In(range(max(2, p.buffer_lanes[0]))),
+            "load_data": In(unsigned(p.input_bits)), "load_en": In(1),
+            "logits": Out(data.ArrayLayout(signed(p.acc_bits), p.classes)),
+            "cls": Out(range(max(2, p.classes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.program
+        S, P, G, A = p.stage_count, p.pes, p.requant_lanes, p.acc_bits
+
+        # ---------------------------------------------------------------- memories
+        buffers = [memory.Memory(shape=unsigned(p.buffer_lanes[0] * p.input_bits),
+                                 depth=max(2, p.buffer_rows[0]), init=[])]
+        for b in (1, 2):
+            buffers.append(memory.Memory(shape=unsigned(p.buffer_lanes[b] * p.activation_bits),
+                                         depth=max(2, p.buffer_rows[b]), init=[]))
+        weights = memory.Memory(shape=unsigned(P * p.weight_bits), depth=len(p.weight_words),
+                                init=[_pack(w, p.weight_bits) for w in p.weight_words])
+        wt_layout = data.StructLayout({"row": unsigned(p.row_bits), "block": unsigned(p.block_bits)})
+        write_table = memory.Memory(shape=wt_layout, depth=max(2, len(p.write_table)),
+                                    init=[{"row": r, "block": b} for r, b in p.write_table])
+        biases = memory.Memory(shape=unsigned(G * A), depth=max(2, len(p.bias_words)),
+                               init=[_pack(b, A) for b in p.bias_words])
+        tile_layout = data.StructLayout({
+            "stage": range(S + 1),
+            "reads": range(max(t.reads for t in p.tiles) + 1),
+            "first_row": range(max(2, max(t.first_row for t in p.tiles) + 1)),
+            "writes": range(max(t.writes for t in p.tiles) + 1),
+            "weight_base": range(max(2, len(p.weight_words))),
+        })
+        sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0}
+        tiles = memory.Memory(shape=tile_layout, depth=len(p.tiles) + 2, init=[
+            {"stage": t.stage, "reads": t.reads, "first_row": t.first_row, "writes": t.writes,
+             "weight_base": t.weight_base} for t in p.tiles] + [sentinel, sentinel])
+        self.memories = {"buffers": buffers, "weights": weights}
+        for name, mem in (("input_buffer", buffers[0]), ("buffer_a", buffers[1]),
+                          ("buffer_b", buffers[2]), ("weight_rom", weights),
+                          ("write_table", write_table), ("bias_rom", biases), ("tile_table", tiles)):
+            m.submodules[name] = mem
+
+        # ---------------------------------------------------------------- datapath
+        lanes = m.submodules.lanes = ActivationLanes(p.element_bits, p.lane_capacity)
+        array = m.submodules.array = PEArray(
+            self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
+            acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
+            granules=[s.granule for s in p.stages])
+        code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
+                                         else 1)
+        specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
+        requant = [Requantizer(A, code_bits, specs) for _ in range(G)]
+        for e, rq in enumerate(requant):
+            m.submodules[f"requant{e}"] = rq
+
+        # ---------------------------------------------------------------- sequencer state
+        t = Signal(range(len(p.tiles) + 1))
+        cur = tiles.read_port(domain="comb")
+        nxt = tiles.read_port(domain="comb")
+        nn = tiles.read_port(domain="comb")
+        m.d.comb += [cur.addr.eq(t), nxt.addr.eq(t + 1), nn.addr.eq(t + 2)]
+        cur_e, nxt_e, nn_e = cur.data, nxt.data, nn.data
+        stage = cur_e.stage
+        count = Signal(range(max(t.reads for t in p.tiles) + max(t.writes for t in p.tiles)
+                             + max(s.inner for s in p.stages) + 16))
+        window = Signal.like(count)
+        snap_writes = Signal.like(cur_e.writes)
+        inner = Signal.like(count)
+        with m.Switch(stage):
+            for j, s in enumerate(p.stages):
+                with m.Case(j):
+                    m.d.comb += inner.eq(s.inner)
+
+        # reader: rows of the next tile into the shadow lanes
+        rd_left = Signal.like(cur_e.reads)
+        rd_addr = Signal(range(max(2, *p.buffer_rows)))
+        rd_lane = Signal(range(max(2, p.lanes)))
+        read_ports = [buf.read_port() for buf in buffers]
+        m.d.comb += [rp.addr.eq(rd_addr) for rp in read_ports]
+        rd_valid, rd_lane_d = Signal(), Signal.like(rd_lane)
+        m.d.sync += [rd_valid.eq(rd_left != 0), rd_lane_d.eq(rd_lane)]
+        with m.If(rd_left != 0):
+            m.d.sync += [rd_left.eq(rd_left - 1), rd_addr.eq(rd_addr + 1), rd_lane.eq(rd_lane + 1)]
+
+        def arm_reader(entry):
+            m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
+
+        m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
+        with m.Switch(stage):
+            for j, s in enumerate(p.stages):
+                with m.Case(j):
+                    bits = s.in_bits
+                    word = read_ports[s.src].data
+                    for e in range(s.inner):
+                        raw = word[e * bits:(e + 1) * bits]
+                        m.d.comb += lanes.row[e].eq(raw.as_signed() if s.in_signed else raw)
+
+        # compute: weight word and operand flags, one cycle behind the window counter
+        wrp = weights.read_port()
+        state_window, state_first = Signal(), Signal()
+        valid1, first1 = Signal(), Signal()
+        m.d.comb += wrp.addr.eq(cur_e.weight_base + count)
+        m.d.sync += [valid1.eq(state_window & (count < inner)), first1.eq(state_first)]
+        m.d.comb += [array.valid.eq(valid1), array.first.eq(first1), array.stage.eq(stage),
+                     array.heads.eq(lanes.heads)]
+        for pe in range(P):
+            m.d.comb += array.weights[pe].eq(
+                wrp.data[pe * p.weight_bits:(pe + 1) * p.weight_bits].as_signed())
+
+        # drain: one granule per cycle through bias and requantization into the next buffer
+        dr_left = Signal.like(snap_writes)
+        granule = Signal(range(max(2, len(p.write_table) + 1)))
+        bias_index = Signal(range(max(2, len(p.bias_words) + 1)))
+        has_bias = Signal()
+        with m.Switch(stage):
+            for j, s in enumerate(p.stages):
+                with m.Case(j):
+                    m.d.comb += has_bias.eq(s.has_bias)
+        draining = Signal()
+        m.d.comb += draining.eq(dr_left != 0)
+        with m.If(array.result):
+            m.d.sync += dr_left.eq(snap_writes)
+        with m.Elif(draining):
+            m.d.sync += [dr_left.eq(dr_left - 1), granule.eq(granule + 1)]
+            with m.If(has_bias):
+                m.d.sync += bias_index.eq(bias_index + 1)
+        m.d.comb += array.advance.eq(draining)
+        wt = write_table.read_port()
+        bias = biases.read_port()
+        m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]
+        value1 = [Signal(signed(A), name=f"value1_{e}") for e in range(G)]
+        drain1 = Signal()
+        m.d.sync += [v.eq(array.granule[e]) for e, v in enumerate(value1)]
+        m.d.sync += drain1.eq(draining)
+        for e, rq in enumerate(requant):
+            m.d.comb += [rq.value.eq(value1[e]), rq.bias.eq(bias.data[e * A:(e + 1) * A].as_signed()),
+                         rq.stage.eq(stage), rq.valid.eq(drain1)]
+        entry = wt.data
+        delayed = [entry]
+        for d in range(Requantizer.latency):
+            nxt_entry = Signal(wt_layout, name=f"entry{d + 2}")
+            m.d.sync += nxt_entry.eq(delayed[-1])
+            delayed.append(nxt_entry)
+        out_entry, out_valid = delayed[-1], requant[0].out_valid
+
+        write_ports = {b: buffers[b].write_port(granularity=p.activation_bits) for b in (1, 2)}
+        for b, wp in write_ports.items():
+            m.d.comb += wp.addr.eq(out_entry.row)
+        with m.Switch(stage):
+            for j, s in enumerate(p.stages):
+                with m.Case(j):
+                    with m.If(out_valid):
+                        self._place(m, s, p, requant, out_entry.block, write_ports)
+
+        # ---------------------------------------------------------------- control
+        idle, prologue, win, epilogue, argmax = range(5)
+        state = Signal(range(5))
+        m.d.comb += [state_window.eq(state == win),
+                     state_first.eq(((state == win) | (state == epilogue)) & (count == 0))]
+        m.d.comb += [lanes.step.eq(state == win), self.busy.eq(state != idle)]
+        self.probes = {"state": state, "stage": stage, "count": count}
+        same = lambda entry: entry.stage == stage  # noqa: E731  (a tile of this stage)
+        best = Signal(signed(A))
+        m.d.sync += self.done.eq(0)
+
+        def enter_window(following, prev_writes):
+            need = Signal.like(count, name="need")
+            m.d.comb += need.eq(inner)
+            with m.If(same(following) & (following.reads != 0) &
+                      (following.reads + 1 > need)):
+                m.d.comb += need.eq(following.reads + 1)
+            need2 = Signal.like(count, name="need2")
+            m.d.comb += need2.eq(need)
+            with m.If(prev_writes > need):
+                m.d.comb += need2.eq(prev_writes)
+            m.d.sync += [window.eq(need2), count.eq(0), state.eq(win),
+                         snap_writes.eq(prev_writes)]
+            m.d.comb += lanes.swap.eq(1)
+            with m.If(same(following)):
+                arm_reader(following)
+
+        with m.Switch(state):
+            with m.Case(idle):
+                with m.If(self.start):
+                    m.d.sync += [t.eq(0), count.eq(0), state.eq(prologue), granule.eq(0),
+                                 bias_index.eq(0)]
+                    first_tile = p.tiles[0]
+                    m.d.sync += [rd_left.eq(first_tile.reads), rd_addr.eq(first_tile.first_row),
+                                 rd_lane.eq(0)]
+            with m.Case(prologue):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == cur_e.reads):
+                    enter_window(nxt_e, Const(0, 1))
+            with m.Case(win):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count + 1 == window):
+                    with m.If(same(nxt_e)):
+                        m.d.sync += t.eq(t + 1)
+                        enter_window(nn_e, cur_e.writes)
+                    with m.Else():
+                        m.d.sync += [state.eq(epilogue), count.eq(0),
+                                     snap_writes.eq(cur_e.writes)]
+            with m.Case(epilogue):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == snap_writes + 6):
+                    with m.If(nxt_e.stage == S):
+                        m.d.sync += [state.eq(argmax), count.eq(0)]
+                    with m.Else():
+                        m.d.sync += [t.eq(t + 1), state.eq(prologue), count.eq(0)]
+                        arm_reader(nxt_e)
+            with m.Case(argmax):
+                m.d.sync += count.eq(count + 1)
+                value = Signal(signed(A))
+                with m.Switch(count):
+                    for c in range(p.classes):
+                        with m.Case(c):
+                            m.d.comb += value.eq(self.logits[c])
+                with m.If((count == 0) | (value > best)):
+                    m.d.sync += [best.eq(value), self.cls.eq(count)]
+                with m.If(count == p.classes - 1):
+                    m.d.sync += [state.eq(idle), self.done.eq(1)]
+
+        # loader port into the input buffer
+        lw = buffers[0].write_port(granularity=p.input_bits)
+        m.d.comb += [lw.addr.eq(self.load_addr),
+                     lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
+                     lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
+        return m
+
+    def _place(self, m, s, p, requant, block, write_ports):
+        """Write the drained granule: lanes ``block * g .. block * g + g - 1`` of the row."""
+        g = s.granule
+        if s.final:
+            with m.Switch(block):
+                for b in range(s.x_hi):
+                    with m.Case(b):
+                        for e in range(g):
+                            cls = p.logit_class[b * g + e]
+                            m.d.sync += self.logits[cls].eq(requant[e].logit)
+            return
+        wp = write_ports[s.dst]
+        bits = p.activation_bits
+        with m.Switch(block):
+            for b in range(s.x_hi):
+                with m.Case(b):
+                    for e in range(g):
+                        lane = b * g + e
+                        m.d.comb += wp.data[lane * bits:(lane + 1) * bits].eq(requant[e].code)
+                    m.d.comb += wp.en.eq(((1 << g) - 1) << (b * g))
+

@@ -1,0 +1,60 @@
+"""Activation lane registers: the rows a tile multiplies, one element per cycle per lane."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ActivationLanes"]
+
+
+class ActivationLanes(wiring.Component):
+    """Shadow and active registers for every activation lane.
+
+    Rows for the next tile are written into the shadow registers while the current tile
+    computes from the active ones. ``swap`` copies shadow to active (a tile boundary); ``step``
+    moves every active lane on by one element. ``heads`` is each lane's front element, registered
+    (so it lags the registers by one cycle, in step with the weight ROM's registered read).
+
+    Parameters
+    ----------
+    element_bits : int
+        Signed width of one element.
+    capacity : tuple of int
+        Elements each lane holds (the longest row it ever receives).
+
+    Members
+    -------
+    row : In(ArrayLayout(signed(element_bits), max(capacity)))
+    row_lane : In(range(lanes))
+    row_en : In(1)
+    swap, step : In(1)
+    heads : Out(ArrayLayout(signed(element_bits), lanes))
+    """
+
+    def __init__(self, element_bits: int, capacity):
+        capacity = tuple(capacity)
+        if not capacity or any(not isinstance(c, int) or c < 1 for c in capacity):
+            raise ValueError(f"lane capacities must be positive integers, not {capacity!r}")
+        self._bits, self._capacity = element_bits, capacity
+        super().__init__({
+            "row": In(data.ArrayLayout(signed(element_bits), max(capacity))),
+            "row_lane": In(range(len(capacity))), "row_en": In(1),
+            "swap": In(1), "step": In(1),
+            "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for lane, cap in enumerate(self._capacity):
+            shadow = [Signal(signed(self._bits), name=f"shadow{lane}_{e}") for e in range(cap)]
+            active = [Signal(signed(self._bits), name=f"active{lane}_{e}") for e in range(cap)]
+            with m.If(self.row_en & (self.row_lane == lane)):
+                m.d.sync += [s.eq(self.row[e]) for e, s in enumerate(shadow)]
+            with m.If(self.swap & self.row_en & (self.row_lane == lane)):
+                m.d.sync += [a.eq(self.row[e]) for e, a in enumerate(active)]
+            with m.Elif(self.swap):
+                m.d.sync += [a.eq(s) for a, s in zip(active, shadow)]
+            with m.Elif(self.step):
+                m.d.sync += [a.eq(b) for a, b in zip(active, active[1:])]
+            m.d.sync += self.heads[lane].eq(active[0])
+        return m

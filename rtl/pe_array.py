@@ -1,0 +1,108 @@
+"""The PE array: ``rows × cols`` PEs fed from activation lanes and a weight word, and the drain
+register that takes their finished sums out one granule at a time."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from edge3u.rtl.pe import PE
+
+__all__ = ["PEArray"]
+
+
+class PEArray(wiring.Component):
+    """``rows * cols`` output-stationary PEs.
+
+    Each stage maps every PE to one output of the stage's tile: PE ``p`` multiplies the head of
+    activation lane ``routes[stage][p]`` (``-1``: idle) by code ``p`` of the weight word. When a
+    tile's sums are finished (``result``) they are copied into the drain register; every
+    ``advance`` then shifts it down by the stage's granule size, so ``granule`` always presents
+    the next granule's sums.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array shape; PE ``p = row * cols + col``.
+    act_bits, weight_bits, acc_bits : int
+        Signed widths (the accumulator width is the network's worst case).
+    lanes : int
+        Activation lanes.
+    routes : list of tuple
+        Per stage, the lane of every PE.
+    granules : list of int
+        Per stage, the granule size (outputs drained per ``advance``).
+
+    Members
+    -------
+    heads : In(ArrayLayout(signed(act_bits), lanes))
+    weights : In(ArrayLayout(signed(weight_bits), rows * cols))
+    stage : In(range(len(routes)))
+    valid, first : In(1)
+        As for :class:`~edge3u.rtl.pe.PE`, common to all PEs.
+    advance : In(1)
+    result : Out(1)
+        The drain register is being loaded with finished sums this cycle.
+    granule : Out(ArrayLayout(signed(acc_bits), max(granules)))
+    """
+
+    def __init__(self, rows: int, cols: int, *, act_bits: int, weight_bits: int, acc_bits: int,
+                 lanes: int, routes, granules):
+        for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"PE array {name} must be a positive integer, not {value!r}")
+        pes = rows * cols
+        if len(routes) != len(granules) or not routes:
+            raise ValueError(f"PE array needs one route and one granule size per stage, not "
+                             f"{len(routes)} and {len(granules)}")
+        for s, (route, g) in enumerate(zip(routes, granules)):
+            if len(route) != pes:
+                raise ValueError(f"stage {s} routes {len(route)} PEs, the array has {pes}")
+            if any(not -1 <= lane < lanes for lane in route):
+                raise ValueError(f"stage {s} routes a PE to a lane outside 0 .. {lanes - 1}")
+            if not 1 <= g <= pes:
+                raise ValueError(f"stage {s} granule {g} must be in 1 .. {pes}")
+        self.rows, self.cols, self.pes = rows, cols, pes
+        self._bits = (act_bits, weight_bits, acc_bits)
+        self._routes, self._granules = [tuple(r) for r in routes], list(granules)
+        super().__init__({
+            "heads": In(data.ArrayLayout(signed(act_bits), lanes)),
+            "weights": In(data.ArrayLayout(signed(weight_bits), pes)),
+            "stage": In(range(len(routes))),
+            "valid": In(1), "first": In(1), "advance": In(1),
+            "result": Out(1),
+            "granule": Out(data.ArrayLayout(signed(acc_bits), max(granules))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        act_bits, weight_bits, acc_bits = self._bits
+        pes = [PE(act_bits, weight_bits, acc_bits) for _ in range(self.pes)]
+        drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
+        for p, pe in enumerate(pes):
+            m.submodules[f"pe{p}"] = pe
+            m.d.comb += [pe.w.eq(self.weights[p]), pe.valid.eq(self.valid),
+                         pe.first.eq(self.first)]
+            by_lane = {}
+            for s, route in enumerate(self._routes):
+                by_lane.setdefault(route[p], []).append(s)
+            if list(by_lane) == [-1]:
+                continue
+            with m.Switch(self.stage):
+                for lane, stages in by_lane.items():
+                    if lane >= 0:
+                        with m.Case(*stages):
+                            m.d.comb += pe.a.eq(self.heads[lane])
+        m.d.comb += self.result.eq(pes[0].result)
+        with m.If(pes[0].result):
+            m.d.sync += [d.eq(pe.acc) for d, pe in zip(drain, pes)]
+        with m.Elif(self.advance):
+            by_size = {}
+            for s, g in enumerate(self._granules):
+                by_size.setdefault(g, []).append(s)
+            with m.Switch(self.stage):
+                for g, stages in by_size.items():
+                    with m.Case(*stages):
+                        m.d.sync += [drain[p].eq(drain[p + g] if p + g < self.pes else 0)
+                                     for p in range(self.pes)]
+        m.d.comb += [self.granule[e].eq(drain[e]) for e in range(len(self.granule))]
+        return m

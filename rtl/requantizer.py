@@ -1,0 +1,109 @@
+"""One lane of the drain: bias, integer multiplier, round-half-up shift and clamp, pipelined."""
+
+from amaranth import Const, Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from edge3u.models.golden import MULTIPLIER_BITS
+
+__all__ = ["Requantizer", "RequantSpec"]
+
+
+class RequantSpec:
+    """The constants of one stage: ``code = clamp((acc + bias) * multiplier + 2**(shift-1) >>
+    shift, lo, hi)``; ``multiplier == 0`` keeps ``acc + bias`` (the logits)."""
+
+    def __init__(self, multiplier: int, shift: int, lo: int, hi: int, has_bias: bool):
+        if not 0 <= multiplier < (1 << MULTIPLIER_BITS):
+            raise ValueError(f"requant multiplier must be in 0 .. 2**{MULTIPLIER_BITS} - 1, "
+                             f"not {multiplier}")
+        if not 1 <= shift <= 62:
+            raise ValueError(f"requant shift must be in 1 .. 62, not {shift}")
+        if lo > hi:
+            raise ValueError(f"requant range lo {lo} > hi {hi}")
+        self.multiplier, self.shift, self.lo, self.hi = multiplier, shift, lo, hi
+        self.has_bias = has_bias
+
+
+class Requantizer(wiring.Component):
+    """``docs/numerics.md``'s requantization, three register stages deep.
+
+    Parameters
+    ----------
+    acc_bits : int
+        Signed width of the accumulator and the bias (the bias is included in the worst case).
+    code_bits : int
+        Signed width of the output codes.
+    specs : list of RequantSpec
+        One per stage; ``stage`` selects.
+
+    Members
+    -------
+    value, bias : In(signed(acc_bits))
+    stage : In(range(len(specs)))
+    valid : In(1)
+    code : Out(signed(code_bits))
+        The requantized code, ``latency`` cycles after the input.
+    logit : Out(signed(acc_bits))
+        ``value + bias`` delayed to line up with ``code``.
+    out_valid : Out(1)
+    """
+
+    latency = 3
+
+    def __init__(self, acc_bits: int, code_bits: int, specs):
+        if not specs:
+            raise ValueError("a requantizer needs at least one stage spec")
+        self._acc_bits, self._code_bits, self._specs = acc_bits, code_bits, list(specs)
+        for spec in self._specs:
+            if spec.multiplier and not (-(1 << (code_bits - 1)) <= spec.lo
+                                        and spec.hi < (1 << (code_bits - 1))):
+                raise ValueError(f"requant range {spec.lo} .. {spec.hi} does not fit "
+                                 f"{code_bits}-bit codes")
+        super().__init__({
+            "value": In(signed(acc_bits)), "bias": In(signed(acc_bits)),
+            "stage": In(range(len(self._specs))), "valid": In(1),
+            "code": Out(signed(code_bits)), "logit": Out(signed(acc_bits)), "out_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc_bits = self._acc_bits
+        prod_bits = acc_bits + MULTIPLIER_BITS + 1
+        biased = Signal(signed(acc_bits))
+        stage1 = Signal.like(self.stage, name="stage1")
+        valid1 = Signal()
+        with m.Switch(self.stage):
+            for i, spec in enumerate(self._specs):
+                with m.Case(i):
+                    addend = self.bias if spec.has_bias else 0
+                    m.d.sync += biased.eq(self.value + addend)
+        m.d.sync += [stage1.eq(self.stage), valid1.eq(self.valid)]
+
+        product = Signal(signed(prod_bits))
+        logit2 = Signal(signed(acc_bits))
+        stage2 = Signal.like(self.stage, name="stage2")
+        valid2 = Signal()
+        multiplier = Signal(unsigned(MULTIPLIER_BITS))
+        with m.Switch(stage1):
+            for i, spec in enumerate(self._specs):
+                with m.Case(i):
+                    m.d.comb += multiplier.eq(spec.multiplier)
+        m.d.sync += [product.eq(biased * multiplier), logit2.eq(biased),
+                     stage2.eq(stage1), valid2.eq(valid1)]
+
+        with m.Switch(stage2):
+            for i, spec in enumerate(self._specs):
+                with m.Case(i):
+                    if not spec.multiplier:
+                        m.d.sync += self.code.eq(0)
+                        continue
+                    rounded = (product + Const(1 << (spec.shift - 1), prod_bits)) >> spec.shift
+                    with m.If(rounded < spec.lo):
+                        m.d.sync += self.code.eq(spec.lo)
+                    with m.Elif(rounded > spec.hi):
+                        m.d.sync += self.code.eq(spec.hi)
+                    with m.Else():
+                        m.d.sync += self.code.eq(rounded)
+        m.d.sync += [self.logit.eq(logit2), self.out_valid.eq(valid2)]
+        return m
