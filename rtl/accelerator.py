@@ -2,7 +2,7 @@
 walks the tile table. ``docs/hardware.md`` describes the timing; ``models/schedule.py`` counts it.
 """
 
-from amaranth import Cat, Const, Module, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -172,12 +172,17 @@ class Accelerator(wiring.Component):
                     m.d.comb += has_bias.eq(s.has_bias)
         draining = Signal()
         m.d.comb += draining.eq(dr_left != 0)
-        with m.If(array.result):
-            m.d.sync += dr_left.eq(snap_writes)
-        with m.Elif(draining):
+        # A granule drains every cycle dr_left is non-zero, also in the cycle the next tile's
+        # sums arrive (when a tile's writes equal its window length).
+        with m.If(draining):
             m.d.sync += [dr_left.eq(dr_left - 1), granule.eq(granule + 1)]
             with m.If(has_bias):
                 m.d.sync += bias_index.eq(bias_index + 1)
+        # the writes of a finished tile travel with its first-operand marker to the drain
+        writes1, writes2 = Signal.like(snap_writes), Signal.like(snap_writes)
+        m.d.sync += [writes1.eq(snap_writes), writes2.eq(writes1)]
+        with m.If(array.result):
+            m.d.sync += dr_left.eq(writes2)
         m.d.comb += array.advance.eq(draining)
         wt = write_table.read_port()
         bias = biases.read_port()
@@ -218,15 +223,13 @@ class Accelerator(wiring.Component):
         m.d.sync += self.done.eq(0)
 
         def enter_window(following, prev_writes):
+            reads = Signal.like(count, name="next_reads")
+            with m.If(same(following) & (following.reads != 0)):
+                m.d.comb += reads.eq(following.reads + 1)
             need = Signal.like(count, name="need")
-            m.d.comb += need.eq(inner)
-            with m.If(same(following) & (following.reads != 0) &
-                      (following.reads + 1 > need)):
-                m.d.comb += need.eq(following.reads + 1)
+            m.d.comb += need.eq(Mux(reads > inner, reads, inner))
             need2 = Signal.like(count, name="need2")
-            m.d.comb += need2.eq(need)
-            with m.If(prev_writes > need):
-                m.d.comb += need2.eq(prev_writes)
+            m.d.comb += need2.eq(Mux(prev_writes > need, prev_writes, need))
             m.d.sync += [window.eq(need2), count.eq(0), state.eq(win),
                          snap_writes.eq(prev_writes)]
             m.d.comb += lanes.swap.eq(1)
