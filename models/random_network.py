@@ -65,3 +65,57 @@ def random_network(layers, *, weight_bits=2, activation_bits=4, input_bits=8,
                             layer_in_max))
         a_max = u_hi
     return IntNetwork(out, input_bits)
+
+
+def _factor(n: int, k: int, rnd) -> list[int]:
+    out, m, p = [1] * k, n, 2
+    while m > 1:
+        while m % p == 0:
+            out[rnd.randrange(k)] *= p
+            m //= p
+        p += 1
+    return out
+
+
+def random_case(seed: int):
+    """A random, schedulable accelerator configuration for verification: 1–3 layers of 2–4
+    cores with random non-square modes and ranks 1–4, a PE array of 1–4 × 2–9 PEs, weight bits
+    1–4 or ternary, activation bits 2–8. Returns ``(layers, rows, cols, requant_lanes,
+    weight_bits, activation_bits)`` with ``layers`` as for :func:`random_network` (orders chosen
+    for the array by :func:`edge3u.models.schedule.choose_orders`). The same seed gives the
+    same case."""
+    import random
+
+    from edge3u.models import schedule
+
+    rnd = random.Random(seed)
+    while True:
+        n_layers = rnd.choice([1, 2, 2, 3])
+        feats = [rnd.choice([12, 16, 18, 24, 30, 36])]
+        feats += [rnd.choice([4, 6, 8, 9, 10, 12]) for _ in range(n_layers)]
+        shapes, prev_m = [], None
+        for li in range(n_layers):
+            if li == 0:
+                d = rnd.choice([2, 3, 4])
+                n = _factor(feats[0], d, rnd)
+            else:
+                cuts = sorted(rnd.sample(range(1, len(prev_m)), rnd.randint(1, len(prev_m) - 1)))
+                n, start = [], 0
+                for cut in cuts + [len(prev_m)]:
+                    n.append(math.prod(prev_m[start:cut]))
+                    start = cut
+                d = len(n)
+            m = _factor(feats[li + 1], d, rnd)
+            r = [1] + [rnd.randint(1, 4) for _ in range(d - 1)] + [1]
+            shapes.append((tuple(n), tuple(m), tuple(r)))
+            prev_m = list(m)
+        rows, cols = rnd.randint(1, 4), rnd.randint(2, 9)
+        lanes = rnd.randint(max(4, feats[-1]), 16)
+        weight_bits = rnd.choice([1, 2, 3, 4, "ternary"])
+        activation_bits = rnd.randint(2, 8)
+        try:
+            orders = schedule.choose_orders(shapes, rows * cols, lanes)
+        except schedule.ScheduleError:
+            continue
+        layers = [(*s, o) for s, o in zip(shapes, orders)]
+        return layers, rows, cols, lanes, weight_bits, activation_bits

@@ -265,3 +265,30 @@ def execute(layout: Layout, pixels: np.ndarray, *, trace: list | None = None) ->
             trace.append(dict(buffers[dst]) if not sm.final else {(0, c): int(v)
                                                                    for c, v in enumerate(logits)})
     return logits
+
+
+def golden_modes(schedule: Schedule, j: int) -> tuple:
+    """The modes of global stage ``j``'s output in the golden model's layout
+    (``docs/numerics.md``: untouched ``n`` modes, the open bonds and the produced ``m`` modes)."""
+    sm = schedule.stages[j]
+    layer = [s for s in schedule.stages if s.layer == sm.layer]
+    d = len(layer)
+    groups = {s.core: s.core_axes[1] for s in layer}
+    done = [s.core for s in layer[:sm.stage + 1]]
+    a, b = min(done), max(done)
+    names = [x for k in range(a) for x in groups[k]]
+    names += [f"L{sm.layer}.r{a}", *(f"L{sm.layer}.m{k}" for k in range(a, b + 1)),
+              f"L{sm.layer}.r{b + 1}"]
+    names += [x for k in range(b + 1, d) for x in groups[k]]
+    return tuple(x for x in names if schedule.sizes.get(x, 1) > 1)
+
+
+def golden_index(schedule: Schedule, j: int, row: int, lane: int) -> int:
+    """Where element ``(row, lane)`` written by global stage ``j`` sits in the golden model's
+    stage output (for the last stage: the class of logits lane ``lane``)."""
+    sizes, sm = schedule.sizes, schedule.stages[j]
+    if sm.final:
+        return flat(digits(lane, sm.X + sm.rp, sizes), schedule.output_modes, sizes)
+    nxt = schedule.stages[j + 1]
+    d = {**digits(row, nxt.U + nxt.X, sizes), **digits(lane, nxt.inner, sizes)}
+    return flat(d, golden_modes(schedule, j), sizes)

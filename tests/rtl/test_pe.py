@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from edge3u.rtl.pe import PE
+from simulate import run
+
+
+def test_accumulates_sums_and_presents_each_when_the_next_starts():
+    rng = np.random.default_rng(0)
+    pe = PE(9, 3, 16)
+    sums = [rng.integers(-256, 256, n) for n in (5, 1, 7)]
+    weights = [rng.integers(-3, 4, len(s)) for s in sums]
+    seen = []
+
+    async def bench(ctx):
+        for a, w in zip(sums, weights):
+            for i, (x, y) in enumerate(zip(a, w)):
+                ctx.set(pe.a, int(x)); ctx.set(pe.w, int(y))
+                ctx.set(pe.valid, 1); ctx.set(pe.first, int(i == 0))
+                await ctx.tick()
+                if ctx.get(pe.result):
+                    seen.append(ctx.get(pe.acc))
+            ctx.set(pe.valid, 0)
+            ctx.set(pe.first, 0)
+            for _ in range(2):  # idle cycles accumulate nothing
+                await ctx.tick()
+        ctx.set(pe.first, 1)
+        for _ in range(3):
+            await ctx.tick()
+            if ctx.get(pe.result):
+                seen.append(ctx.get(pe.acc))
+            ctx.set(pe.first, 0)
+
+    run(pe, bench)
+    assert seen[1:] == [int(a @ w) for a, w in zip(sums, weights)]
+
+
+def test_rejects_an_accumulator_narrower_than_a_product():
+    with pytest.raises(ValueError, match="cannot hold one product"):
+        PE(9, 3, 8)

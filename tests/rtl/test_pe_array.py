@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from edge3u.rtl.pe_array import PEArray
+from simulate import run
+
+
+def test_gemm_tile_equals_numpy_and_drains_granule_by_granule():
+    rng = np.random.default_rng(1)
+    rows, cols, lanes, inner, g = 3, 5, 4, 7, 5
+    route = [p % lanes for p in range(rows * cols)]
+    array = PEArray(rows, cols, act_bits=9, weight_bits=3, acc_bits=16, lanes=lanes,
+                    routes=[route, [-1] * (rows * cols)], granules=[g, 1])
+    act = rng.integers(-256, 256, (inner, lanes))
+    w = rng.integers(-3, 4, (inner, rows * cols))
+    want = np.array([act[:, route[p]] @ w[:, p] for p in range(rows * cols)])
+    drained = []
+
+    async def bench(ctx):
+        for i in range(inner + 1):  # then one more first marker to finish the tile
+            ctx.set(array.first, int(i in (0, inner)))
+            ctx.set(array.valid, int(i < inner))
+            for lane in range(lanes):
+                ctx.set(array.heads[lane], int(act[i % inner, lane]))
+            for p in range(rows * cols):
+                ctx.set(array.weights[p], int(w[i % inner, p]))
+            await ctx.tick()
+        ctx.set(array.first, 0); ctx.set(array.valid, 0)
+        await ctx.tick().until(array.result)
+        await ctx.tick()
+        ctx.set(array.advance, 1)
+        for _ in range(rows * cols // g):
+            drained.extend(ctx.get(array.granule[e]) for e in range(g))
+            await ctx.tick()
+
+    run(array, bench)
+    assert drained == want.tolist()
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_rejects_routes_outside_the_lanes():
+    with pytest.raises(ValueError, match="stage 0 routes a PE to a lane outside 0 .. 1"):
+        PEArray(1, 2, act_bits=9, weight_bits=3, acc_bits=16, lanes=2, routes=[[0, 2]],
+                granules=[1])
