@@ -15,12 +15,13 @@ from pathlib import Path
 
 from edge3u.config import ConfigError, load_config
 from edge3u.data import DataError
+from edge3u.models.rom import RomError
 from edge3u.runs import RunError
+from edge3u.tools import ToolError
 
 __all__ = ["main", "build_parser"]
 
 PENDING = {
-    "elaborate": "the Amaranth accelerator (PE arrays, sequencer, cycle model)",
     "simulate": "verification on Verilator with cocotb",
     "synth": "the FPGA flow (synthesis, timing, board constraints, bitstream)",
     "flow": "the one-command flow from data to verified hardware",
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         pending = sub.add_parser(name, help=f"(not yet available: {capability})")
         _common(pending, run_required=False)
         pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    elaborate = sub.add_parser("elaborate", help="Verilog, $readmemh ROM files and the cycle "
+                                                 "summary of the accelerator in RUN/rtl")
+    _common(elaborate)
+    elaborate.add_argument("--no-lint", action="store_true",
+                           help="skip the Verilator lint of the generated Verilog")
     return parser
 
 
@@ -144,6 +150,29 @@ def _export(args) -> int:
     return 0
 
 
+def _elaborate(args) -> int:
+    from edge3u.rtl.elaborate import RTL_DIR, elaborate_run
+
+    figures = elaborate_run(args.run, check_lint=not args.no_lint)
+    _print_rows([(f"{s['layer']} stage {s['stage']} (core {s['core']})",
+                  f"GEMM {s['gemm'][0]}x{s['gemm'][1]}x{s['gemm'][2]}: {s['macs']:,} MACs, "
+                  f"{s['cycles']} cycles (bound {s['bound_cycles']}), "
+                  f"{100 * s['utilisation']:.0f} % of the PEs") for s in figures["stages"]])
+    _print_rows([
+        ("PE array", f"{figures['pe_rows']} x {figures['pe_cols']} = {figures['pes']} PEs"),
+        ("cycles per inference", f"{figures['model_cycles']:,} (bound {figures['bound_cycles']:,},"
+                                 f" dense layers {figures['dense_cycles_same_pes']:,})"),
+        ("latency", f"{figures['latency_us']:.2f} us at {figures['clock_mhz']:g} MHz"),
+        ("on-chip memory", f"{figures['memory_bits_total']:,} bits"),
+        ("lint", "skipped" if args.no_lint else
+         "verilator -Wall clean" if not figures["lint_warnings"]
+         else f"{figures['lint_warnings']} warnings, see {Path(args.run) / RTL_DIR / 'lint.log'}"),
+        ("written", str(Path(args.run) / RTL_DIR))])
+    if args.json:
+        print(json.dumps(figures))
+    return 1 if figures.get("lint_warnings") else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -152,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
               f"implemented yet", file=sys.stderr)
         return EXIT_NOT_IMPLEMENTED
     try:
-        return {"train": _train, "quantize": _quantize, "export": _export}[args.command](args)
-    except (ConfigError, DataError, RunError) as error:
+        return {"train": _train, "quantize": _quantize, "export": _export,
+                "elaborate": _elaborate}[args.command](args)
+    except (ConfigError, DataError, RunError, RomError, ToolError) as error:
         print(f"edge3u: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

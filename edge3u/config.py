@@ -229,13 +229,15 @@ class QuantConfig:
 @dataclass(frozen=True)
 class HardwareConfig:
     """The accelerator: the processing-element array and the clock it is built for."""
-    pe_rows: int = 8
-    pe_cols: int = 8
+    pe_rows: int = 16
+    pe_cols: int = 20
+    requant_lanes: int = 40
     clock_mhz: float = 150.0
 
     def __post_init__(self):
         _int("hardware.pe_rows", self.pe_rows, 1, 64)
         _int("hardware.pe_cols", self.pe_cols, 1, 64)
+        _int("hardware.requant_lanes", self.requant_lanes, 1, 1024)
         _number("hardware.clock_mhz", self.clock_mhz, 1.0, 1000.0)
 
 
@@ -285,6 +287,10 @@ class Config:
             _check(a.out_features == b.in_features,
                    f"network.layers[{b.name!r}].in_features is {b.in_features}, but the layer "
                    f"before it, {a.name!r}, has out_features {a.out_features}")
+            _check(_groups(a.out_modes, b.in_modes),
+                   f"network.layers[{b.name!r}].in_modes {list(b.in_modes)} must group the "
+                   f"out_modes {list(a.out_modes)} of {a.name!r} into consecutive products "
+                   f"(the accelerator hands one layer's output to the next without a copy)")
 
     @classmethod
     def from_dict(cls, table: dict) -> "Config":
@@ -323,6 +329,19 @@ class Config:
             if layer.name == name:
                 return layer
         raise ConfigError(f"no layer named {name!r}; layers: {[l.name for l in self.layers]}")
+
+
+def _groups(out_modes, in_modes) -> bool:
+    """True when ``in_modes`` are products of consecutive runs of ``out_modes``."""
+    i = 0
+    for want in in_modes:
+        size = 1
+        while size < want and i < len(out_modes):
+            size *= out_modes[i]
+            i += 1
+        if size != want:
+            return False
+    return i == len(out_modes)
 
 
 def default_config_path() -> Path:

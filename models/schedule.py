@@ -369,3 +369,20 @@ def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[i
     if best is None:
         raise error
     return best[1]
+
+
+def hardware_orders(layers, hardware) -> dict[str, tuple[int, ...]]:
+    """The stage order of every layer for the configured array (``config.hardware``), by layer
+    name. ``layers`` are ``(name, cores)`` pairs (cores of shape ``(r, n, m, r)``); the
+    quantization step fixes these orders, so the golden model and the hardware share them."""
+    shapes = [(tuple(int(c.shape[1]) for c in cores), tuple(int(c.shape[2]) for c in cores),
+               tt.tt_ranks(cores)) for _, cores in layers]
+    orders = choose_orders(shapes, hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes)
+    return {name: order for (name, _), order in zip(layers, orders)}
+
+
+def schedule_network(net, hardware) -> Schedule:
+    """The schedule of an integer network (its layers' stage orders) on the configured array."""
+    shapes = [(layer.in_modes, layer.out_modes, layer.ranks) for layer in net.layers]
+    return build_schedule(shapes, [layer.order for layer in net.layers],
+                          hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes)

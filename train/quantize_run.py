@@ -21,6 +21,7 @@ from edge3u.config import Config, ConfigError, load_config
 from edge3u.data import Dataset, load_dataset
 from edge3u.models.golden import int_predict
 from edge3u.runs import CONFIG, RunError, load_step_output, save_torch, write_json
+from edge3u.models.schedule import hardware_orders
 from edge3u.train.qat import QuantTTNetwork, to_int_network
 from edge3u.train.run import load_model_state
 
@@ -34,10 +35,11 @@ CALIBRATION_IMAGES = 2000
 
 
 def qat(model_state: dict, data: Dataset, *, method: str, weight_bits, activation_bits: int,
-        epochs: int, batch_size: int, seed: int, progress: bool = False) -> QuantTTNetwork:
+        epochs: int, batch_size: int, seed: int, progress: bool = False,
+        orders: dict | None = None) -> QuantTTNetwork:
     """Fine-tune the fake-quantized network; returns it in eval mode (scales frozen)."""
     torch.manual_seed(seed)
-    net = QuantTTNetwork(model_state, method=method, weight_bits=weight_bits,
+    net = QuantTTNetwork(model_state, orders=orders, method=method, weight_bits=weight_bits,
                          activation_bits=activation_bits)
     x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
     net.train()
@@ -99,8 +101,10 @@ def quantize_run(run: str | Path, *, method: str | None = None, weight_bits=None
         data = data.subset(config.train.quick_train_images // 4)
         options["epochs"] = min(options["epochs"], 1)
     started = time.perf_counter()
+    orders = hardware_orders([(layer["name"], layer["cores"]) for layer in state["layers"]],
+                             config.hardware)
     net = qat(state, data, epochs=options["epochs"], batch_size=config.train.batch_size,
-              seed=config.train.seed, progress=progress, **{k: options[k] for k in (
+              seed=config.train.seed, progress=progress, orders=orders, **{k: options[k] for k in (
                   "method", "weight_bits", "activation_bits")})
     figures = {**options, "quick": quick, "float_tt_accuracy": state["test_accuracy"],
                **accuracies(net, data), "orders": {k: list(v) for k, v in net.orders().items()},

@@ -23,7 +23,7 @@ def network(bits=2, seed=0):
     def core(shape):
         return 2 * torch.randint(0, 2 ** bits, shape, generator=g) - top
 
-    fc1 = IntLayer("fc1", [core((1, 8, 4, 3)), core((3, 8, 2, 1))], (1, 0),
+    fc1 = IntLayer("fc1", [core((1, 8, 2, 3)), core((3, 8, 4, 1))], (1, 0),
                    [Requant(20000, 18, -8, 7)], torch.randint(-99, 99, (8,), generator=g),
                    Requant(17000, 17, 0, 15), 255)
     fc2 = IntLayer("fc2", [core((1, 2, 2, 2)), core((2, 4, 5, 1))], (0, 1),
@@ -38,7 +38,7 @@ def matching_config(digits_config, max_rank=4, fc1_in_modes=(8, 8)):
     table = digits_config.to_dict()
     table["network"]["layers"] = [
         dict(name="fc1", in_features=64, out_features=8, in_modes=list(fc1_in_modes),
-             out_modes=[4, 2], max_rank=max_rank, activation="relu"),
+             out_modes=[2, 4], max_rank=max_rank, activation="relu"),
         dict(name="fc2", in_features=8, out_features=10, in_modes=[2, 4], out_modes=[2, 5],
              max_rank=max_rank, activation="none")]
     return Config.from_dict(table)
@@ -81,7 +81,7 @@ def test_manifest_lies_are_caught(tmp_path, digits_config):
     manifest["version"] = 1
     manifest["layers"][0]["cores"][0]["words"] = 5
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(RomError, match="fc1_core0.hex: holds 96 words, the manifest says 5"):
+    with pytest.raises(RomError, match="fc1_core0.hex: holds 48 words, the manifest says 5"):
         load_rom(tmp_path)
     with pytest.raises(RomError, match="does not exist: run `edge3u export`"):
         load_rom(tmp_path / "nowhere")
