@@ -17,12 +17,12 @@ from edge3u.config import ConfigError, load_config
 from edge3u.data import DataError
 from edge3u.models.rom import RomError
 from edge3u.runs import RunError
+from edge3u.sim.runner import SimError
 from edge3u.tools import ToolError
 
 __all__ = ["main", "build_parser"]
 
 PENDING = {
-    "simulate": "verification on Verilator with cocotb",
     "synth": "the FPGA flow (synthesis, timing, board constraints, bitstream)",
     "flow": "the one-command flow from data to verified hardware",
 }
@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(elaborate)
     elaborate.add_argument("--no-lint", action="store_true",
                            help="skip the Verilator lint of the generated Verilog")
+    simulate = sub.add_parser("simulate", help="run test images through the RTL on Verilator, "
+                                               "checked against the golden model")
+    _common(simulate)
+    simulate.add_argument("--images", type=int, default=100, metavar="N",
+                          help="first N Fashion-MNIST test images (default 100; 10000: all)")
+    simulate.add_argument("--waves", action="store_true", help="write an FST trace to RUN/sim")
+    simulate.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     return parser
 
 
@@ -173,6 +180,24 @@ def _elaborate(args) -> int:
     return 1 if figures.get("lint_warnings") else 0
 
 
+def _simulate(args) -> int:
+    from edge3u.sim.simulate_run import simulate_run
+
+    figures = simulate_run(args.run, images=args.images, waves=args.waves, data_path=args.data)
+    _print_rows([
+        ("images", f"{figures['images']:,}"),
+        ("mismatches", f"{figures['mismatches']}"),
+        ("RTL accuracy", f"{100 * figures['rtl_accuracy']:.2f} %"),
+        ("golden accuracy", f"{100 * figures['golden_accuracy']:.2f} %"),
+        ("cycles per image", f"{figures['cycles_per_image']:,}"),
+        ("speed", f"{figures['images_per_s']:.0f} images/s on Verilator "
+                  f"(build {figures['build_seconds']:.0f} s)"),
+        *([("waves", figures["waves"])] if "waves" in figures else [])])
+    if args.json:
+        print(json.dumps(figures))
+    return 1 if figures["mismatches"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -182,10 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOT_IMPLEMENTED
     try:
         return {"train": _train, "quantize": _quantize, "export": _export,
-                "elaborate": _elaborate}[args.command](args)
+                "elaborate": _elaborate, "simulate": _simulate}[args.command](args)
     except (ConfigError, DataError, RunError, RomError, ToolError) as error:
         print(f"edge3u: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except SimError as error:  # the RTL and the golden model disagree, or the build failed
+        print(f"edge3u: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edge3u: interrupted; the last checkpoint is kept (resume with --resume)",
               file=sys.stderr)

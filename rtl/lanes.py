@@ -38,7 +38,7 @@ class ActivationLanes(wiring.Component):
         self._bits, self._capacity = element_bits, capacity
         super().__init__({
             "row": In(data.ArrayLayout(signed(element_bits), max(capacity))),
-            "row_lane": In(range(len(capacity))), "row_en": In(1),
+            "row_lane": In(range(max(2, len(capacity)))), "row_en": In(1),
             "swap": In(1), "step": In(1),
             "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
         })

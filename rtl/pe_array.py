@@ -67,7 +67,7 @@ class PEArray(wiring.Component):
         super().__init__({
             "heads": In(data.ArrayLayout(signed(act_bits), lanes)),
             "weights": In(data.ArrayLayout(signed(weight_bits), pes)),
-            "stage": In(range(len(routes))),
+            "stage": In(range(max(2, len(routes)))),
             "valid": In(1), "first": In(1), "advance": In(1),
             "result": Out(1),
             "granule": Out(data.ArrayLayout(signed(acc_bits), max(granules))),

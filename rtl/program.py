@@ -152,8 +152,8 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
             final=sm.final))
     codes = [abs(c) for word in weight_words for c in word] or [1]
     weight_bits = signed_bits(-max(codes), max(codes))
-    element_bits = max(signed_bits(0, (1 << net.input_bits) - 1),
-                       *(signed_bits(s.lo, s.hi) for s in stages if s.multiplier))
+    element_bits = max([signed_bits(0, (1 << net.input_bits) - 1),
+                        *(signed_bits(s.lo, s.hi) for s in stages if s.multiplier)])
     # the worst-case sum, and never narrower than one product of the operand widths
     acc_bits = max(max(max(layer.accumulator_bits()) for layer in net.layers),
                    element_bits + weight_bits - 1)

@@ -62,7 +62,7 @@ class Requantizer(wiring.Component):
                                  f"{code_bits}-bit codes")
         super().__init__({
             "value": In(signed(acc_bits)), "bias": In(signed(acc_bits)),
-            "stage": In(range(len(self._specs))), "valid": In(1),
+            "stage": In(range(max(2, len(self._specs)))), "valid": In(1),
             "code": Out(signed(code_bits)), "logit": Out(signed(acc_bits)), "out_valid": Out(1),
         })
 

@@ -35,17 +35,25 @@ def cache_root() -> Path:
                                Path.home() / ".cache" / "edge3u" / "verilator"))
 
 
-def _environment() -> dict:
+# Compiler optimisation of the generated C++: many small test designs compile several times
+# faster at -O0 and simulate only a few images; long runs want -O2.
+_OPT = {False: "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0", True: "OPT_FAST=-O2 OPT_SLOW=-O1"}
+
+
+def _environment(optimize: bool = True) -> dict:
     env = verilator_env()
-    env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} {_MAKE_FIXES}".strip()
+    env["MAKEFLAGS"] = f"{_MAKE_FIXES} {_OPT[optimize]}"
     return env
 
 
-def build(design, name: str, *, waves: bool = False, root: Path | None = None) -> Path:
+def build(design, name: str, *, waves: bool = False, optimize: bool = True,
+          root: Path | None = None) -> Path:
     """Convert ``design`` to Verilog (top module ``name``) and compile it; returns the build
-    directory (reused when the same Verilog was built before)."""
+    directory (reused when the same Verilog was built before). ``optimize=False`` compiles the
+    C++ without optimisation: faster to build, slower to run."""
     text = verilog.convert(design, name=name, emit_src=False)
-    key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves) + str(optimize))
+                         .encode()).hexdigest()[:16]
     build_dir = (root or cache_root()) / f"{name}-{key}"
     done = build_dir / "edge3u_built"
     if done.exists():
@@ -53,7 +61,7 @@ def build(design, name: str, *, waves: bool = False, root: Path | None = None) -
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{name}.v"
     source.write_text(text)
-    os.environ.update(_environment())
+    os.environ.update(_environment(optimize))
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     runner = get_runner("verilator")

@@ -14,7 +14,7 @@ from edge3u.models.golden import IntNetwork
 from edge3u.models.schedule import Schedule
 from edge3u.rtl.program import build_program
 from edge3u.sim.harness import Harness, MultiHarness
-from edge3u.sim.runner import build, run_bench
+from edge3u.sim.runner import SimError, build, run_bench
 
 __all__ = ["Case", "verify"]
 
@@ -38,7 +38,7 @@ class Case:
 
 
 def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False,
-           root: Path | None = None) -> dict:
+           optimize: bool = True, root: Path | None = None) -> dict:
     """Build one design holding every case, run the bench; returns the bench report plus
     ``build_seconds`` and ``run_seconds``. Raises ``SimError`` on any mismatch."""
     harnesses, entries = [], []
@@ -50,7 +50,7 @@ def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False
         entries.append((case, program))
     design = harnesses[0] if len(harnesses) == 1 else MultiHarness(harnesses)
     started = time.perf_counter()
-    build_dir = build(design, name, waves=waves, root=root)
+    build_dir = build(design, name, waves=waves, optimize=optimize, root=root)
     built = time.perf_counter()
     data_dir = build_dir / "run"
     data_dir.mkdir(exist_ok=True)
@@ -68,8 +68,30 @@ def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False
             np.save(lab_path, case.labels.astype(np.int64))
             entry["labels"] = str(lab_path)
         spec["harnesses"].append(entry)
-    report = run_bench(build_dir, name, BENCH, spec, waves=waves)
+    try:
+        report = run_bench(build_dir, name, BENCH, spec, waves=waves)
+    except SimError as error:
+        raise SimError(f"{error}{_locate(cases, data_dir)}") from None
     report["build_seconds"] = built - started
     report["run_seconds"] = time.perf_counter() - built
     report["build_dir"] = str(build_dir)
     return report
+
+
+def _locate(cases: list[Case], data_dir: Path) -> str:
+    """Where the first mismatching image first departs, replayed in the Amaranth simulator."""
+    import json
+
+    from edge3u.sim.locate import first_departure
+
+    report = json.loads((data_dir / "report.json").read_text()) if (
+        data_dir / "report.json").exists() else {}
+    first = report.get("first_mismatch")
+    if not first:
+        return ""
+    case = next(c for c in cases if c.label == first["harness"])
+    where = first_departure(case.network, case.schedule, case.rows, case.cols,
+                            case.images[first["image"]])
+    return ("\n  first departure: " + where if where else
+            "\n  the Amaranth simulation agrees with the golden model: the difference is in the "
+            "Verilog or the Verilator build")

@@ -86,10 +86,12 @@ class Checker:
         self.images = 0
         self.rtl_correct = 0
         self.golden_correct = 0
+        self.cycles = set()
 
     def check(self, label: str, index: int, got, want, cycles_want: int, truth=None):
         self.images += 1
         cls, logits, cycles = got
+        self.cycles.add(cycles)
         if truth is not None:
             self.rtl_correct += int(cls == truth)
             self.golden_correct += int(want[0] == truth)
@@ -156,7 +158,8 @@ async def batches_equal_the_golden_model(dut):
     seconds = time.perf_counter() - started
     report = {"images": checker.images, "mismatches": checker.mismatches,
               "first_mismatch": checker.first, "seconds": seconds,
-              "rtl_correct": checker.rtl_correct, "golden_correct": checker.golden_correct}
+              "rtl_correct": checker.rtl_correct, "golden_correct": checker.golden_correct,
+              "rtl_cycles": sorted(checker.cycles)}
     if checker.first:
         f = checker.first
         report["failure"] = (f"{checker.mismatches} of {checker.images} images differ; first: "
