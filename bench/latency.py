@@ -20,7 +20,8 @@ from edge3u.config import load_config
 from edge3u.models import schedule
 from edge3u.models.random_network import random_network
 from edge3u.models.rom import load_rom
-from edge3u.rtl.elaborate import build_design, summary
+from edge3u.rtl.elaborate import fit, summary
+from edge3u.rtl.program import build_program
 from edge3u.sim.verify import Case, verify
 
 
@@ -46,7 +47,8 @@ def main():
     args = parser.parse_args()
     config = load_config(Path(args.run) / "config.json" if args.run else args.config)
     net, source = network(args, config)
-    top, program, sched = build_design(net, config)
+    sched = fit(net, config)
+    program = build_program(net, sched)
     figures = summary(program, config)
     pixels = np.random.default_rng(0).integers(0, 256, (1, len(program.input_table)),
                                                dtype=np.uint8)

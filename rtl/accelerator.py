@@ -8,17 +8,11 @@ from amaranth.lib.wiring import In, Out
 
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe_array import PEArray
-from edge3u.rtl.program import Program
+from edge3u.rtl.program import Program, pack
 from edge3u.rtl.requantizer import Requantizer, RequantSpec
 
 __all__ = ["Accelerator"]
 
-
-def _pack(values, bits: int) -> int:
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
 
 
 class Accelerator(wiring.Component):
@@ -71,12 +65,12 @@ class Accelerator(wiring.Component):
             buffers.append(memory.Memory(shape=unsigned(p.buffer_lanes[b] * p.activation_bits),
                                          depth=max(2, p.buffer_rows[b]), init=[]))
         weights = memory.Memory(shape=unsigned(P * p.weight_bits), depth=len(p.weight_words),
-                                init=[_pack(w, p.weight_bits) for w in p.weight_words])
+                                init=[pack(w, p.weight_bits) for w in p.weight_words])
         wt_layout = data.StructLayout({"row": unsigned(p.row_bits), "block": unsigned(p.block_bits)})
         write_table = memory.Memory(shape=wt_layout, depth=max(2, len(p.write_table)),
                                     init=[{"row": r, "block": b} for r, b in p.write_table])
         biases = memory.Memory(shape=unsigned(G * A), depth=max(2, len(p.bias_words)),
-                               init=[_pack(b, A) for b in p.bias_words])
+                               init=[pack(b, A) for b in p.bias_words])
         tile_layout = data.StructLayout({
             "stage": range(S + 1),
             "reads": range(max(t.reads for t in p.tiles) + 1),

@@ -14,12 +14,12 @@ from edge3u.config import Config, load_config
 from edge3u.models.golden import IntNetwork
 from edge3u.models.rom import load_rom
 from edge3u.models.schedule import Schedule, ScheduleError, schedule_network
-from edge3u.rtl.program import Program, build_program
+from edge3u.rtl.program import Program, build_program, pack
 from edge3u.rtl.top import Top
 from edge3u.runs import CONFIG, RunError, atomic_write, write_json
 from edge3u.tools import verilator_bin, verilator_env
 
-__all__ = ["RTL_DIR", "TOP", "LINT_WAIVERS", "build_design", "summary", "lint",
+__all__ = ["RTL_DIR", "TOP", "LINT_WAIVERS", "fit", "build_design", "summary", "lint",
            "elaborate_run", "hex_files"]
 
 RTL_DIR = "rtl"
@@ -27,13 +27,18 @@ TOP = "edge3u_top"
 LINT_WAIVERS = Path(__file__).with_name("lint.vlt")
 
 
+def fit(net: IntNetwork, config: Config) -> Schedule:
+    """The schedule of ``net`` on the configured array, or a clear error if it does not fit."""
+    try:
+        return schedule_network(net, config.hardware)
+    except ScheduleError as error:
+        raise RunError(f"the network does not fit the [hardware] of the config: {error}") from None
+
+
 def build_design(net: IntNetwork, config: Config) -> tuple[Top, Program, Schedule]:
     """The top module for ``net`` on the configured array (parameters checked first)."""
     hw = config.hardware
-    try:
-        sched = schedule_network(net, hw)
-    except ScheduleError as error:
-        raise RunError(f"the network does not fit the [hardware] of the config: {error}") from None
+    sched = fit(net, config)
     program = build_program(net, sched)
     return Top(program, hw.pe_rows, hw.pe_cols), program, sched
 
@@ -43,12 +48,6 @@ def _hex(words, bits: int) -> str:
     mask = (1 << bits) - 1
     return "".join(f"{int(w) & mask:0{digits}x}\n" for w in words)
 
-
-def _pack(values, bits: int) -> int:
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
 
 
 def hex_files(program: Program) -> dict[str, str]:
@@ -68,11 +67,11 @@ def hex_files(program: Program) -> dict[str, str]:
             shift += bits
         tiles.append(word)
     return {
-        "weights.hex": _hex([_pack(w, p.weight_bits) for w in p.weight_words],
+        "weights.hex": _hex([pack(w, p.weight_bits) for w in p.weight_words],
                             p.pes * p.weight_bits),
         "write_table.hex": _hex([r | b << p.row_bits for r, b in p.write_table],
                                 p.row_bits + p.block_bits),
-        "bias.hex": _hex([_pack(b, p.acc_bits) for b in p.bias_words],
+        "bias.hex": _hex([pack(b, p.acc_bits) for b in p.bias_words],
                          p.requant_lanes * p.acc_bits),
         "tiles.hex": _hex(tiles, sum(widths)),
         "input_table.hex": _hex([r | lane << p.input_row_bits for r, lane in p.input_table],

@@ -11,7 +11,15 @@ from edge3u.models.golden import IntNetwork
 from edge3u.models.schedule import Schedule
 from edge3u.rtl.layout import Layout, buffer_of_stage, build_layout
 
-__all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits"]
+__all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits", "pack"]
+
+
+def pack(values, bits: int) -> int:
+    """Values (two's complement, ``bits`` each) packed into one word, element 0 lowest."""
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return word
 
 
 def signed_bits(lo: int, hi: int) -> int:

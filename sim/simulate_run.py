@@ -9,7 +9,7 @@ from pathlib import Path
 from edge3u.config import load_config
 from edge3u.data import load_dataset
 from edge3u.models.rom import load_rom
-from edge3u.rtl.elaborate import build_design
+from edge3u.rtl.elaborate import fit
 from edge3u.runs import CONFIG, RunError, write_json
 from edge3u.sim.verify import Case, verify
 
@@ -29,7 +29,7 @@ def simulate_run(run: str | Path, *, images: int, waves: bool = False,
     from edge3u.train.export import ROM_DIR
 
     net, _ = load_rom(run / ROM_DIR, config)
-    _, _, sched = build_design(net, config)  # checks the network fits the array
+    sched = fit(net, config)
     data = load_dataset(config.data.dataset, data_path or config.data.path or None)
     if not 1 <= images <= len(data.y_test):
         raise RunError(f"--images must be in 1 .. {len(data.y_test)} (the test set), not {images}")

@@ -100,3 +100,11 @@ def test_replace_validates(fashion_config):
     assert fashion_config.replace(train={"epochs": 3}).train.epochs == 3
     with pytest.raises(ConfigError, match="train.epochs"):
         fashion_config.replace(train={"epochs": 0})
+
+
+def test_layers_must_group_the_previous_out_modes(digits_config):
+    table = digits_config.to_dict()
+    table["network"]["layers"][1]["in_modes"] = [4, 8]  # fc1's out_modes are [2, 4, 4]
+    with pytest.raises(ConfigError, match=r"in_modes \[4, 8\] must group the out_modes "
+                                          r"\[2, 4, 4\] of 'fc1'"):
+        Config.from_dict(table)

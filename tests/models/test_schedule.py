@@ -1,0 +1,51 @@
+import itertools
+
+import pytest
+
+from edge3u.models import schedule, tt
+
+DEFAULT = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
+
+
+def test_every_output_is_written_exactly_once_and_the_bound_holds():
+    orders = schedule.choose_orders(DEFAULT, 320, 40)
+    sched = schedule.build_schedule(DEFAULT, orders, 320, 40)
+    for sm in sched.stages:
+        written = sum(w for _, w in sm.tile_io()) * sm.granule
+        assert written == sm.rows * sm.n_cols
+        assert sm.pes <= 320 and sm.granule <= 40
+        assert sm.cycles() >= sm.bound(320)
+    assert sched.macs == sum(tt.tt_macs(*shape, order) for shape, order in zip(DEFAULT, orders))
+    assert sched.cycles() <= 1500  # the default network's latency target
+
+
+def test_the_chosen_orders_are_the_fastest():
+    shapes = [((2, 3, 4), (3, 2, 2), (1, 2, 3, 1)), ((6, 2), (2, 5), (1, 3, 1))]
+    best = min(schedule.build_schedule(shapes, o, 12, 12).cycles()
+               for o in itertools.product(tt.valid_orders(3), tt.valid_orders(2)))
+    chosen = schedule.choose_orders(shapes, 12, 12)
+    assert schedule.build_schedule(shapes, chosen, 12, 12).cycles() == best
+
+
+def test_a_granule_larger_than_the_array_is_refused_with_the_sizes():
+    with pytest.raises(schedule.ScheduleError, match="granules of at least 10 outputs, more than "
+                                                     "the 4 PEs"):
+        schedule.build_schedule([((6, 2), (2, 5), (1, 3, 1))], [(0, 1)], 4, 40)
+
+
+def test_layers_must_hand_over_without_a_copy():
+    shapes = [((4, 6), (3, 4), (1, 2, 1)), ((4, 3), (2, 5), (1, 2, 1))]
+    with pytest.raises(schedule.ScheduleError, match=r"in_modes \(4, 3\) must group the previous "
+                                                     r"layer's out_modes \(3, 4\)"):
+        schedule.build_schedule(shapes, [(0, 1), (0, 1)], 16, 16)
+
+
+def test_window_rule_on_a_hand_computed_stage():
+    # one layer, one core: 12 inputs -> 5 outputs; the logits are one granule of 5
+    sched = schedule.build_schedule([((12,), (5,), (1, 1))], [(0,)], 8, 8)
+    (sm,) = sched.stages
+    assert (sm.rows, sm.n_inner, sm.n_cols, sm.granule, sm.q) == (1, 12, 5, 5, 1)
+    # read 1 row (+1), one window of 12, then MAC latency, one granule, drain latency
+    assert sm.cycles() == 2 + 12 + schedule.MAC_LATENCY + 1 + schedule.DRAIN_LATENCY
+    assert sched.cycles() == sm.cycles() + 5  # argmax over 5 logits
+    assert sched.bound() == 8  # ceil(60 MACs / 8 PEs)
