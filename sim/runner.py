@@ -37,7 +37,8 @@ def cache_root() -> Path:
 
 # Compiler optimisation of the generated C++: many small test designs compile several times
 # faster at -O0 and simulate only a few images; long runs want -O2.
-_OPT = {False: "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0", True: "OPT_FAST=-O2 OPT_SLOW=-O1"}
+_OPT = {False: "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0", True: "OPT_FAST=-O2 OPT_SLOW=-O0"}
+_BUILD_VERSION = "top-ports-public-1"  # part of the cache key: bump when the build flags change
 
 
 def _environment(optimize: bool = True) -> dict:
@@ -46,13 +47,35 @@ def _environment(optimize: bool = True) -> dict:
     return env
 
 
+def _top_ports_runner_class():
+    from cocotb_tools.runner import Verilator
+
+    class TopPortsVerilator(Verilator):
+        """cocotb's Verilator runner, making only the top module's signals public: the benches
+        drive and read top-level ports only, and ``--public-flat-rw`` (every signal public)
+        makes large designs compile for many minutes and simulate several times slower."""
+
+        def _build_command(self):
+            commands = super()._build_command()
+            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            commands[0][1:1] = ["--public-depth", "1"]
+            return commands
+
+    return TopPortsVerilator
+
+
+def _TopPortsVerilator():
+    return _top_ports_runner_class()()
+
+
 def build(design, name: str, *, waves: bool = False, optimize: bool = True,
           root: Path | None = None) -> Path:
     """Convert ``design`` to Verilog (top module ``name``) and compile it; returns the build
     directory (reused when the same Verilog was built before). ``optimize=False`` compiles the
     C++ without optimisation: faster to build, slower to run."""
     text = verilog.convert(design, name=name, emit_src=False)
-    key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves) + str(optimize))
+    key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves) + str(optimize)
+                          + _BUILD_VERSION)
                          .encode()).hexdigest()[:16]
     build_dir = (root or cache_root()) / f"{name}-{key}"
     done = build_dir / "edge3u_built"
@@ -62,9 +85,9 @@ def build(design, name: str, *, waves: bool = False, optimize: bool = True,
     source = build_dir / f"{name}.v"
     source.write_text(text)
     os.environ.update(_environment(optimize))
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    from cocotb_tools.runner import VerilatorControlFile
 
-    runner = get_runner("verilator")
+    runner = _TopPortsVerilator()
     try:
         runner.build(sources=[VerilatorControlFile(LINT_WAIVERS), source], hdl_toplevel=name,
                      build_dir=build_dir, waves=waves,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -112,7 +113,7 @@ class Checker:
 
 @cocotb.test()
 async def batches_equal_the_golden_model(dut):
-    spec = json.loads(open(os.environ["EDGE3U_BENCH_SPEC"]).read())
+    spec = json.loads(Path(os.environ["EDGE3U_BENCH_SPEC"]).read_text())
     harnesses = []
     for h in spec["harnesses"]:
         images = np.load(h["images"])
@@ -155,6 +156,8 @@ async def batches_equal_the_golden_model(dut):
             for k, (g, w) in enumerate(zip(got, want)):
                 checker.check(h["label"], start + k, g, w, h["cycles"],
                               None if truth is None else int(truth[start + k]))
+        dut._log.info("batch %d/%d: %d images, %d mismatches, %.0f s", b + 1, batches,
+                      checker.images, checker.mismatches, time.perf_counter() - started)
     seconds = time.perf_counter() - started
     report = {"images": checker.images, "mismatches": checker.mismatches,
               "first_mismatch": checker.first, "seconds": seconds,
@@ -164,6 +167,5 @@ async def batches_equal_the_golden_model(dut):
         f = checker.first
         report["failure"] = (f"{checker.mismatches} of {checker.images} images differ; first: "
                              f"{f['harness']} image {f['image']}: " + "; ".join(f["problems"]))
-    with open(os.environ["EDGE3U_BENCH_REPORT"], "w") as out:
-        json.dump(report, out)
+    Path(os.environ["EDGE3U_BENCH_REPORT"]).write_text(json.dumps(report))
     assert checker.mismatches == 0, report["failure"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -35,8 +36,7 @@ def _unpack(word, bits, count):
 
 
 def _report(report):
-    with open(os.environ["EDGE3U_BENCH_REPORT"], "w") as out:
-        json.dump(report, out)
+    Path(os.environ["EDGE3U_BENCH_REPORT"]).write_text(json.dumps(report))
 
 
 async def _reset(dut):
@@ -121,7 +121,7 @@ async def _requantizer(dut, spec):
 
 @cocotb.test()
 async def component_equals_its_model(dut):
-    spec = json.loads(open(os.environ["EDGE3U_BENCH_SPEC"]).read())
+    spec = json.loads(Path(os.environ["EDGE3U_BENCH_SPEC"]).read_text())
     await _reset(dut)
     bench = {"pe_array": _pe_array, "requantizer": _requantizer}[spec["component"]]
     report = await bench(dut, spec)
