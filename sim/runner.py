@@ -101,13 +101,14 @@ def build(design, name: str, *, waves: bool = False, optimize: bool = True,
 
 
 def run_bench(build_dir: Path, name: str, module: str, spec: dict, *,
-              waves: bool = False) -> dict:
-    """Run the cocotb test module ``module`` on the build; ``spec`` (JSON) is handed to the bench
-    and the bench's report (JSON) is returned. Raises :class:`SimError` if a test failed."""
+              waves: bool = False, test_dir: Path | None = None) -> dict:
+    """Run the cocotb test module ``module`` on the build (in ``test_dir``, default
+    ``BUILD/run``); ``spec`` (JSON) is handed to the bench and the bench's report (JSON) is
+    returned. Raises :class:`SimError` if a test failed."""
     os.environ.update(_environment())
     from cocotb_tools.runner import get_runner
 
-    test_dir = build_dir / "run"
+    test_dir = test_dir or build_dir / "run"
     test_dir.mkdir(exist_ok=True)
     spec_path, report_path = test_dir / "spec.json", test_dir / "report.json"
     spec_path.write_text(json.dumps(spec))

@@ -154,7 +154,7 @@ async def batches_equal_the_golden_model(dut):
             got = await monitor.read(count)
             want = model.predict(images[start:start + count])
             for k, (g, w) in enumerate(zip(got, want)):
-                checker.check(h["label"], start + k, g, w, h["cycles"],
+                checker.check(h["label"], h.get("offset", 0) + start + k, g, w, h["cycles"],
                               None if truth is None else int(truth[start + k]))
         dut._log.info("batch %d/%d: %d images, %d mismatches, %.0f s", b + 1, batches,
                       checker.images, checker.mismatches, time.perf_counter() - started)
