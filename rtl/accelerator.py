@@ -36,6 +36,9 @@ class Accelerator(wiring.Component):
         Input buffer write port (one pixel per cycle).
     logits : Out(ArrayLayout(signed(acc_bits), classes))
     cls : Out(range(classes))
+
+    After elaboration, ``memories`` (the buffers) and ``probes`` (sequencer state, stage, cycle
+    counter) let a simulation look inside (``sim/locate.py``).
     """
 
     def __init__(self, program: Program, rows: int, cols: int):
@@ -109,8 +112,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [cur.addr.eq(t), nxt.addr.eq(t + 1), nn.addr.eq(t + 2)]
         cur_e, nxt_e, nn_e = cur.data, nxt.data, nn.data
         stage = cur_e.stage
-        count = Signal(range(max(t.reads for t in p.tiles) + max(t.writes for t in p.tiles)
-                             + max(s.inner for s in p.stages) + 16))
+        count = Signal(range(max(tile.reads for tile in p.tiles)
+                             + max(tile.writes for tile in p.tiles)
+                             + max(s.inner for s in p.stages) + p.classes + 16))
         window = Signal.like(count)
         snap_writes = Signal.like(cur_e.writes)
         inner = Signal.like(count)
