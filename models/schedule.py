@@ -231,7 +231,8 @@ def _group(prev_modes: list[str], sizes: dict, in_modes, where: str) -> list[lis
         if size != want:
             raise ScheduleError(
                 f"{where}: in_modes {tuple(in_modes)} must group the previous layer's out_modes "
-                f"{tuple(sizes[m] for m in prev_modes)} into consecutive products; {want} is not one")
+                f"{tuple(sizes[m] for m in prev_modes)} into consecutive products; "
+                f"{want} is not one")
         groups.append(group)
     return groups
 
@@ -241,14 +242,13 @@ def _stage_sets(core_n: list[list[str]], m, r, order):
     axes = lambda k: ((r[k],), tuple(core_n[k]), (m[k],), (r[k + 1],))  # noqa: E731
     k = order[0]
     out = [(k, list(core_n[k]), [r[k], m[k], r[k + 1]], axes(k))]
-    a = b = k
+    b = k  # right end of the contracted interval; a core right of it extends it rightwards
     for k in order[1:]:
         if k == b + 1:
             out.append((k, [r[k], *core_n[k]], [m[k], r[k + 1]], axes(k)))
             b = k
         else:
             out.append((k, [*core_n[k], r[k + 1]], [r[k], m[k]], axes(k)))
-            a = k
     return out
 
 
@@ -290,7 +290,8 @@ def _map_layers(layers, orders, pes, lanes, choose=True):
         prev_m = mm
     drop = lambda ms: [x for x in ms if sizes[x] > 1]  # noqa: E731
     flat = [(li, si, k, drop(inner), drop(cols), tuple(tuple(drop(a)) for a in axes))
-            for li, sets in enumerate(stages_sets) for si, (k, inner, cols, axes) in enumerate(sets)]
+            for li, sets in enumerate(stages_sets)
+            for si, (k, inner, cols, axes) in enumerate(sets)]
     output_modes = tuple(drop(prev_m))
     maps, tensor = [], drop(list(input_modes))
     lane_order = None

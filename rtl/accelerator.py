@@ -69,7 +69,8 @@ class Accelerator(wiring.Component):
                                          depth=max(2, p.buffer_rows[b]), init=[]))
         weights = memory.Memory(shape=unsigned(P * p.weight_bits), depth=len(p.weight_words),
                                 init=[pack(w, p.weight_bits) for w in p.weight_words])
-        wt_layout = data.StructLayout({"row": unsigned(p.row_bits), "block": unsigned(p.block_bits)})
+        wt_layout = data.StructLayout({"row": unsigned(p.row_bits),
+                                       "block": unsigned(p.block_bits)})
         write_table = memory.Memory(shape=wt_layout, depth=max(2, len(p.write_table)),
                                     init=[{"row": r, "block": b} for r, b in p.write_table])
         biases = memory.Memory(shape=unsigned(G * A), depth=max(2, len(p.bias_words)),
@@ -88,7 +89,8 @@ class Accelerator(wiring.Component):
         self.memories = {"buffers": buffers, "weights": weights}
         for name, mem in (("input_buffer", buffers[0]), ("buffer_a", buffers[1]),
                           ("buffer_b", buffers[2]), ("weight_rom", weights),
-                          ("write_table", write_table), ("bias_rom", biases), ("tile_table", tiles)):
+                          ("write_table", write_table), ("bias_rom", biases),
+                          ("tile_table", tiles)):
             m.submodules[name] = mem
 
         # ---------------------------------------------------------------- datapath
@@ -190,7 +192,8 @@ class Accelerator(wiring.Component):
         m.d.sync += [v.eq(array.granule[e]) for e, v in enumerate(value1)]
         m.d.sync += drain1.eq(draining)
         for e, rq in enumerate(requant):
-            m.d.comb += [rq.value.eq(value1[e]), rq.bias.eq(bias.data[e * A:(e + 1) * A].as_signed()),
+            m.d.comb += [rq.value.eq(value1[e]),
+                         rq.bias.eq(bias.data[e * A:(e + 1) * A].as_signed()),
                          rq.stage.eq(stage), rq.valid.eq(drain1)]
         entry = wt.data
         delayed = [entry]

@@ -41,9 +41,10 @@ class Harness(wiring.Component):
         self.pixels = len(program.input_table)
         p = program
         super().__init__({
-            "load_addr": In(range(depth)), "load_data": In(unsigned(self.pixels * p.input_bits)),
+            "load_addr": In(range(max(2, depth))),
+            "load_data": In(unsigned(self.pixels * p.input_bits)),
             "load_en": In(1), "count": In(range(depth + 1)), "go": In(1), "finished": Out(1),
-            "read_addr": In(range(depth)), "read_cls": Out(range(max(2, p.classes))),
+            "read_addr": In(range(max(2, depth))), "read_cls": Out(range(max(2, p.classes))),
             "read_logits": Out(data.ArrayLayout(data.signed(p.acc_bits), p.classes)),
             "read_cycles": Out(32),
         })
@@ -54,11 +55,12 @@ class Harness(wiring.Component):
         top = m.submodules.top = Top(p, self.rows, self.cols)
         bits = p.input_bits
         images = m.submodules.images = memory.Memory(
-            shape=unsigned(self.pixels * bits), depth=self.depth, init=[])
+            shape=unsigned(self.pixels * bits), depth=max(2, self.depth), init=[])
         result_layout = data.StructLayout({
             "cls": range(max(2, p.classes)),
             "logits": data.ArrayLayout(data.signed(p.acc_bits), p.classes), "cycles": 32})
-        results = m.submodules.results = memory.Memory(shape=result_layout, depth=self.depth,
+        results = m.submodules.results = memory.Memory(shape=result_layout,
+                                                       depth=max(2, self.depth),
                                                        init=[])
         load = images.write_port()
         m.d.comb += [load.addr.eq(self.load_addr), load.data.eq(self.load_data),
