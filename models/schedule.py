@@ -17,7 +17,7 @@ The dataflow (``docs/hardware.md`` explains it with pictures in words):
 
 Everything the hardware needs per stage (which PE computes which output, which lane feeds it,
 where each granule is written) follows from the :class:`StageMap` objects built here, and
-:func:`network_cycles` is the cycle count the RTL's counter reports.
+:meth:`Schedule.cycles` is the cycle count the RTL's counter reports.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from edge3u.models import tt
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
-           "MAC_LATENCY", "DRAIN_LATENCY", "ARGMAX_LATENCY"]
+           "hardware_orders", "schedule_network", "MAC_LATENCY", "DRAIN_LATENCY",
+           "ARGMAX_LATENCY"]
 
 #: Cycles from a tile boundary until the finished tile is in the drain register (operand
 #: register, product register, accumulator).
@@ -269,7 +270,7 @@ def _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
             yield dict(U=U, X=X, mp=mp, rp=rp, x_lo=x_lo, q=q)
 
 
-def _map_layers(layers, orders, pes, lanes, choose=True):
+def _map_layers(layers, orders, pes, lanes):
     """StageMaps for the given orders, each stage with its fastest mapping."""
     sizes, stages_sets, input_modes = {}, [], None
     prev_m = None
