@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "DataConfig", "LayerConfig", "TrainConfig", "QuantConfig", "HardwareConfig",
-    "Config", "load_config", "default_config_path",
+    "Config", "load_config", "default_config_path", "mode_groups",
 ]
 
 DATASETS = {"fashion-mnist": (784, 10), "digits": (64, 10)}
@@ -287,7 +287,7 @@ class Config:
             _check(a.out_features == b.in_features,
                    f"network.layers[{b.name!r}].in_features is {b.in_features}, but the layer "
                    f"before it, {a.name!r}, has out_features {a.out_features}")
-            _check(_groups(a.out_modes, b.in_modes),
+            _check(mode_groups(a.out_modes, b.in_modes) is not None,
                    f"network.layers[{b.name!r}].in_modes {list(b.in_modes)} must group the "
                    f"out_modes {list(a.out_modes)} of {a.name!r} into consecutive products "
                    f"(the accelerator hands one layer's output to the next without a copy)")
@@ -331,17 +331,22 @@ class Config:
         raise ConfigError(f"no layer named {name!r}; layers: {[l.name for l in self.layers]}")
 
 
-def _groups(out_modes, in_modes) -> bool:
-    """True when ``in_modes`` are products of consecutive runs of ``out_modes``."""
-    i = 0
+def mode_groups(out_modes, in_modes) -> list[range] | None:
+    """How ``in_modes`` group ``out_modes``: per input mode the range of consecutive output
+    modes whose product it is (trailing size-1 output modes join the last group), or None when
+    they do not group. One layer hands its output to the next this way, without a copy."""
+    groups, i = [], 0
     for want in in_modes:
-        size = 1
+        start, size = i, 1
         while size < want and i < len(out_modes):
             size *= out_modes[i]
             i += 1
         if size != want:
-            return False
-    return i == len(out_modes)
+            return None
+        groups.append(range(start, i))
+    if groups and all(m == 1 for m in out_modes[i:]):
+        groups[-1] = range(groups[-1].start, len(out_modes))
+    return groups if groups and groups[-1].stop == len(out_modes) else None
 
 
 def default_config_path() -> Path:

@@ -29,7 +29,7 @@ from edge3u.config import Config
 from edge3u.models.golden import IntLayer, IntNetwork, Requant
 
 __all__ = ["RomError", "write_rom", "load_rom", "MANIFEST", "ROM_FORMAT", "ROM_VERSION",
-           "encode_codes", "decode_codes"]
+           "encode_codes", "decode_codes", "hex_lines"]
 
 MANIFEST = "manifest.json"
 ROM_FORMAT = "edge3u-rom"
@@ -58,10 +58,14 @@ def decode_codes(words: torch.Tensor, weight_bits) -> torch.Tensor:
     return 2 * words - ((1 << weight_bits) - 1)
 
 
-def _hex_lines(values: torch.Tensor, bits: int) -> str:
+def hex_lines(values, bits: int) -> str:
+    """``$readmemh`` text: one word per line, two's complement in ``bits`` (a tensor is
+    flattened)."""
     digits = max(1, math.ceil(bits / 4))
     mask = (1 << bits) - 1
-    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values.flatten().tolist())
+    if isinstance(values, torch.Tensor):
+        values = values.flatten().tolist()
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
 
 
 def _read_hex(path: Path, words: int, bits: int) -> torch.Tensor:
@@ -113,14 +117,14 @@ def write_rom(net: IntNetwork, directory: str | Path, config: Config, *, weight_
         cores = []
         for k, core in enumerate(layer.cores):
             entry = emit(f"{layer.name}_core{k}.hex",
-                         _hex_lines(encode_codes(core, weight_bits), storage), core.numel(),
+                         hex_lines(encode_codes(core, weight_bits), storage), core.numel(),
                          storage)
             cores.append({**entry, "shape": list(core.shape)})
-        bias = emit(f"{layer.name}_bias.hex", _hex_lines(layer.bias, acc_bits[-1]),
+        bias = emit(f"{layer.name}_bias.hex", hex_lines(layer.bias, acc_bits[-1]),
                     layer.bias.numel(), acc_bits[-1])
         requants = [*layer.stage_requant] + ([layer.out_requant] if layer.out_requant else [])
         words = torch.tensor([rq.multiplier << 8 | rq.shift for rq in requants], dtype=torch.int64)
-        requant = emit(f"{layer.name}_requant.hex", _hex_lines(words, 23), len(requants), 23)
+        requant = emit(f"{layer.name}_requant.hex", hex_lines(words, 23), len(requants), 23)
         stages = [{"core": k, "rows": s.rows, "inner": s.inner, "cols": s.cols,
                    "contracted": s.contracted, "acc_bits": bits,
                    "requant": _requant_dict(layer.stage_requant[i])

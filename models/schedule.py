@@ -26,6 +26,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from edge3u.config import mode_groups
 from edge3u.models import tt
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
@@ -222,20 +223,12 @@ def _layer_names(li: int, d: int):
 
 def _group(prev_modes: list[str], sizes: dict, in_modes, where: str) -> list[list[str]]:
     """Split the previous layer's output modes into consecutive groups of the given sizes."""
-    groups, i = [], 0
-    for want in in_modes:
-        group, size = [], 1
-        while size < want and i < len(prev_modes):
-            group.append(prev_modes[i])
-            size *= sizes[prev_modes[i]]
-            i += 1
-        if size != want:
-            raise ScheduleError(
-                f"{where}: in_modes {tuple(in_modes)} must group the previous layer's out_modes "
-                f"{tuple(sizes[m] for m in prev_modes)} into consecutive products; "
-                f"{want} is not one")
-        groups.append(group)
-    return groups
+    out_sizes = tuple(sizes[m] for m in prev_modes)
+    groups = mode_groups(out_sizes, in_modes)
+    if groups is None:
+        raise ScheduleError(f"{where}: in_modes {tuple(in_modes)} must group the previous "
+                            f"layer's out_modes {out_sizes} into consecutive products")
+    return [[prev_modes[i] for i in group] for group in groups]
 
 
 def _stage_sets(core_n: list[list[str]], m, r, order):

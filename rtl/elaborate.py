@@ -4,7 +4,6 @@ Verilator (``-Wall``, waivers in ``rtl/lint.vlt``)."""
 
 from __future__ import annotations
 
-import math
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from amaranth.back import verilog
 
 from edge3u.config import Config, load_config
 from edge3u.models.golden import IntNetwork
-from edge3u.models.rom import load_rom
+from edge3u.models.rom import hex_lines, load_rom
 from edge3u.models.schedule import Schedule, ScheduleError, schedule_network
 from edge3u.rtl.program import Program, build_program, pack
 from edge3u.rtl.top import Top
@@ -43,13 +42,6 @@ def build_design(net: IntNetwork, config: Config) -> tuple[Top, Program, Schedul
     return Top(program, hw.pe_rows, hw.pe_cols), program, sched
 
 
-def _hex(words, bits: int) -> str:
-    digits = max(1, math.ceil(bits / 4))
-    mask = (1 << bits) - 1
-    return "".join(f"{int(w) & mask:0{digits}x}\n" for w in words)
-
-
-
 def hex_files(program: Program) -> dict[str, str]:
     """Every ROM of the design as ``$readmemh`` text (one word per line, element 0 in the low
     bits of a word). Layouts: ``docs/hardware.md``."""
@@ -67,14 +59,14 @@ def hex_files(program: Program) -> dict[str, str]:
             shift += bits
         tiles.append(word)
     return {
-        "weights.hex": _hex([pack(w, p.weight_bits) for w in p.weight_words],
+        "weights.hex": hex_lines([pack(w, p.weight_bits) for w in p.weight_words],
                             p.pes * p.weight_bits),
-        "write_table.hex": _hex([r | b << p.row_bits for r, b in p.write_table],
+        "write_table.hex": hex_lines([r | b << p.row_bits for r, b in p.write_table],
                                 p.row_bits + p.block_bits),
-        "bias.hex": _hex([pack(b, p.acc_bits) for b in p.bias_words],
+        "bias.hex": hex_lines([pack(b, p.acc_bits) for b in p.bias_words],
                          p.requant_lanes * p.acc_bits),
-        "tiles.hex": _hex(tiles, sum(widths)),
-        "input_table.hex": _hex([r | lane << p.input_row_bits for r, lane in p.input_table],
+        "tiles.hex": hex_lines(tiles, sum(widths)),
+        "input_table.hex": hex_lines([r | lane << p.input_row_bits for r, lane in p.input_table],
                                 p.input_row_bits + p.input_lane_bits),
     }
 

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from edge3u.models.golden import IntNetwork, Requant
 from edge3u.models.schedule import Schedule, StageMap
@@ -146,8 +147,7 @@ def build_layout(net: IntNetwork, schedule: Schedule) -> Layout:
                     continue
                 wi, e, row, col, lane = o
                 weights[phase, :, p] = w[:, col]
-                if tile == tiles[0] or lane_of_pe[p] < 0:
-                    lane_of_pe[p] = lane
+                lane_of_pe[p] = lane  # the same in every tile: fixed per stage
                 granules.setdefault(wi, {})[e] = (row, col)
             for wi in sorted(granules):
                 cells = granules[wi]
@@ -215,10 +215,6 @@ def buffer_of_stage(j: int) -> tuple[int, int]:
     return read, 1 + j % 2
 
 
-def _requant(x: np.ndarray, rq: Requant) -> np.ndarray:
-    return np.clip((x * rq.multiplier + (1 << (rq.shift - 1))) >> rq.shift, rq.lo, rq.hi)
-
-
 def execute(layout: Layout, pixels: np.ndarray, *, trace: list | None = None) -> np.ndarray:
     """Run one image (``(N,)`` pixel codes) through the layout; returns the logits in class
     order. With ``trace`` (a list) appends every stage's output buffer as
@@ -251,7 +247,7 @@ def execute(layout: Layout, pixels: np.ndarray, *, trace: list | None = None) ->
                 if tab.bias is not None:
                     values = values + tab.bias[written]
                 if tab.requant is not None:
-                    values = _requant(values, tab.requant)
+                    values = tab.requant.apply(torch.from_numpy(values)).numpy()
                 base = int(tab.write_block[written]) * sm.granule
                 if sm.final:
                     for e, v in enumerate(values):

@@ -11,7 +11,7 @@ from edge3u.models.golden import IntNetwork
 from edge3u.models.schedule import Schedule
 from edge3u.rtl.layout import Layout, buffer_of_stage, build_layout
 
-__all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits", "pack"]
+__all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits", "pack", "unpack"]
 
 
 def pack(values, bits: int) -> int:
@@ -20,6 +20,16 @@ def pack(values, bits: int) -> int:
     for i, v in enumerate(values):
         word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
     return word
+
+
+def unpack(word: int, bits: int, count: int) -> list[int]:
+    """The inverse of :func:`pack`: ``count`` two's complement values of ``bits`` each."""
+    mask = (1 << bits) - 1
+    out = []
+    for i in range(count):
+        v = word >> (i * bits) & mask
+        out.append(v - (1 << bits) if v >> (bits - 1) else v)
+    return out
 
 
 def signed_bits(lo: int, hi: int) -> int:

@@ -24,10 +24,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from edge3u.models.golden import int_forward
-
-
-def _signed(value: int, bits: int) -> int:
-    return value - (1 << bits) if value >> (bits - 1) & 1 else value
+from edge3u.rtl.program import pack, unpack
 
 
 class ImageDriver:
@@ -41,10 +38,7 @@ class ImageDriver:
 
     def words(self, start: int, count: int):
         for k in range(start, min(start + count, len(self.images))):
-            word = 0
-            for f, value in enumerate(self.images[k].tolist()):
-                word |= int(value) << (f * self.bits)
-            yield k - start, word
+            yield k - start, pack(self.images[k].tolist(), self.bits)
 
 
 class ResultMonitor:
@@ -58,10 +52,8 @@ class ResultMonitor:
         for k in range(count):
             getattr(self.dut, self.prefix + "read_addr").value = k
             await RisingEdge(self.dut.clk)
-            flat = int(getattr(self.dut, self.prefix + "read_logits").value)
-            mask = (1 << self.acc_bits) - 1
-            logits = [_signed(flat >> (c * self.acc_bits) & mask, self.acc_bits)
-                      for c in range(self.classes)]
+            logits = unpack(int(getattr(self.dut, self.prefix + "read_logits").value),
+                            self.acc_bits, self.classes)
             out.append((int(getattr(self.dut, self.prefix + "read_cls").value), logits,
                         int(getattr(self.dut, self.prefix + "read_cycles").value)))
         return out

@@ -18,21 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from edge3u.models.golden import Requant
-
-
-def _pack(values, bits):
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
-
-
-def _unpack(word, bits, count):
-    out = []
-    for i in range(count):
-        v = word >> (i * bits) & ((1 << bits) - 1)
-        out.append(v - (1 << bits) if v >> (bits - 1) else v)
-    return out
+from edge3u.rtl.program import pack, unpack
 
 
 def _report(report):
@@ -59,7 +45,7 @@ async def _pe_array(dut, spec):
         while len(got) < len(want):
             await RisingEdge(dut.clk)
             if int(dut.advance.value):
-                tile.extend(_unpack(int(dut.granule.value), bits["acc"], g))
+                tile.extend(unpack(int(dut.granule.value), bits["acc"], g))
                 if len(tile) == pes:
                     got.append(list(tile))
                     tile.clear()
@@ -73,8 +59,8 @@ async def _pe_array(dut, spec):
             dut.first.value = int(i == 0)
             dut.valid.value = int(not last)
             if not last:
-                dut.heads.value = _pack(act[t, i], bits["act"])
-                dut.weights.value = _pack(weights[t, i], bits["weight"])
+                dut.heads.value = pack(act[t, i], bits["act"])
+                dut.weights.value = pack(weights[t, i], bits["weight"])
             dut.advance.value = int(draining > 0)
             draining -= draining > 0
             await RisingEdge(dut.clk)
@@ -112,7 +98,7 @@ async def _requantizer(dut, spec):
             if int(dut.out_valid.value):
                 keep = not specs[s]["multiplier"]
                 port, bits = (dut.logit, acc_bits) if keep else (dut.code, code_bits)
-                got.append(_unpack(int(port.value), bits, 1)[0])
+                got.append(unpack(int(port.value), bits, 1)[0])
     bad = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
     return {"values": len(want), "mismatches": len(bad) + abs(len(want) - len(got)),
             "failure": f"value {bad[0]}: RTL {got[bad[0]]}, golden {want[bad[0]]}" if bad
