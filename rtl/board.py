@@ -1,0 +1,149 @@
+"""The board top: ``edge3u_top`` behind a UART that speaks ``rtl/protocol.py``.
+
+Ports are the board's pins, named as in the constraint files of ``constraints/``: ``clk`` (the
+oscillator), ``rst`` (a button), ``uart_rx``, ``uart_tx`` and ``led``. The top LED is lit while
+the accelerator computes; the others show the low bits of the last class.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, ClockDomain, ClockSignal, Const, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from edge3u.rtl import protocol
+from edge3u.rtl.pll import ECP5PLL, PllParams
+from edge3u.rtl.program import Program
+from edge3u.rtl.top import Top
+from edge3u.rtl.uart import UARTReceiver, UARTTransmitter, check_divisor
+
+__all__ = ["BoardTop", "identity_of", "PORTS"]
+
+PORTS = ("clk", "rst", "uart_rx", "uart_tx", "led")
+
+
+def identity_of(program: Program) -> protocol.Identity:
+    """What the board top answers to ``?``, checked to fit the protocol's fields."""
+    pixels = len(program.input_table)
+    if program.input_bits > 8:
+        raise ValueError(f"the board protocol sends one byte per pixel; the design takes "
+                         f"{program.input_bits}-bit pixels (at most 8)")
+    if not 1 <= pixels < 1 << 16 or not 1 <= program.classes < 256:
+        raise ValueError(f"the board protocol carries up to 65535 pixels and 255 classes, "
+                         f"not {pixels} pixels and {program.classes} classes")
+    return protocol.Identity(protocol.VERSION, pixels, program.input_bits, program.classes,
+                             protocol.logit_bytes(program.acc_bits))
+
+
+def _word(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
+class BoardTop(wiring.Component):
+    """Parameters
+    ----------
+    program : Program
+    rows, cols : int
+        The PE array.
+    divisor : int
+        Clock cycles per UART bit (clock frequency / baud rate).
+    leds : int
+    rst_active_low, led_active_low : bool
+        Polarity of the board's reset button and LEDs.
+    pll : PllParams or None
+        ECP5 only: run the design from a PLL on ``clk`` (else from ``clk`` itself).
+    """
+
+    def __init__(self, program: Program, rows: int, cols: int, *, divisor: int, leds: int = 8,
+                 rst_active_low: bool = False, led_active_low: bool = False,
+                 pll: PllParams | None = None):
+        if leds < 1:
+            raise ValueError(f"a board top needs at least 1 LED, not {leds}")
+        self.identity = identity_of(program)
+        self.program, self.rows, self.cols = program, rows, cols
+        self.divisor = check_divisor(divisor)
+        self.rst_active_low, self.led_active_low, self.pll = rst_active_low, led_active_low, pll
+        super().__init__({"clk": In(1), "rst": In(1), "uart_rx": In(1), "uart_tx": Out(1),
+                          "led": Out(leds)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync", local=True)
+        locked = Const(1)
+        if self.pll is None:
+            m.d.comb += ClockSignal("sync").eq(self.clk)
+        else:
+            pll = m.submodules.pll = ECP5PLL(self.pll)
+            m.d.comb += [pll.clk_in.eq(self.clk), ClockSignal("sync").eq(pll.clk_out)]
+            locked = pll.locked
+        pressed = ~self.rst if self.rst_active_low else self.rst
+        m.submodules.reset = ResetSynchronizer(pressed | ~locked, domain="sync")
+
+        core = m.submodules.core = Top(self.program, self.rows, self.cols)
+        rx = m.submodules.rx = UARTReceiver(self.divisor)
+        tx = m.submodules.tx = UARTTransmitter(self.divisor)
+        m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
+
+        ident = self.identity
+        width = ident.logit_bytes * 8
+        logits = [Signal(signed(width), name=f"logit{c}") for c in range(ident.classes)]
+        m.d.comb += [wide.eq(core.o_result.payload.logits[c]) for c, wide in enumerate(logits)]
+        length = max(protocol.result_length(ident), 7)
+        reply = Signal(8 * length)
+        left = Signal(range(length + 1))
+        cls = Signal(8)
+
+        m.d.sync += core.start.eq(0)
+        with m.FSM():
+            with m.State("command"):
+                m.d.comb += rx.o_data.ready.eq(1)
+                with m.If(rx.o_data.valid):
+                    byte = rx.o_data.payload
+                    with m.Switch(byte):
+                        with m.Case(ord(protocol.IDENTIFY)):
+                            m.d.sync += [reply.eq(_word(protocol.identity_reply(ident))),
+                                         left.eq(protocol.IDENTITY_LENGTH)]
+                            m.next = "reply"
+                        with m.Case(ord(protocol.INFER)):
+                            m.d.sync += core.start.eq(1)
+                            m.next = "infer"
+                        with m.Case(ord(protocol.CYCLES)):
+                            m.d.sync += [reply.eq(_bytes(protocol.CYCLES, core.cycles)),
+                                         left.eq(protocol.CYCLES_LENGTH)]
+                            m.next = "reply"
+                        with m.Default():
+                            m.d.sync += [reply.eq(_bytes(protocol.ERROR, byte)), left.eq(2)]
+                            m.next = "reply"
+            with m.State("infer"):
+                m.d.comb += [core.i_pixels.valid.eq(rx.o_data.valid),
+                             core.i_pixels.payload.eq(rx.o_data.payload),
+                             rx.o_data.ready.eq(core.i_pixels.ready),
+                             core.o_result.ready.eq(1)]
+                with m.If(core.o_result.valid):
+                    m.d.sync += [reply.eq(_bytes(protocol.RESULT, core.o_result.payload.cls,
+                                                    *logits, core.cycles)),
+                                 left.eq(protocol.result_length(ident)),
+                                 cls.eq(core.o_result.payload.cls)]
+                    m.next = "reply"
+            with m.State("reply"):
+                m.d.comb += [tx.i_data.valid.eq(1), tx.i_data.payload.eq(reply[:8])]
+                with m.If(tx.i_data.ready):
+                    m.d.sync += [reply.eq(reply >> 8), left.eq(left - 1)]
+                    with m.If(left == 1):
+                        m.next = "command"
+
+        leds = Signal(len(self.led))
+        m.d.comb += leds.eq(cls | (core.busy << (len(self.led) - 1)))
+        m.d.comb += self.led.eq(~leds if self.led_active_low else leds)
+        return m
+
+
+def _bytes(head: bytes, *values):
+    """``head`` then each value zero-extended to whole bytes (signed values are already)."""
+    parts = [Const(_word(head), 8 * len(head))]
+    for value in values:
+        parts.append(value)
+        if len(value) % 8:
+            parts.append(Const(0, 8 - len(value) % 8))
+    return Cat(*parts)
