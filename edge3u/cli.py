@@ -13,7 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from edge3u.board import BoardError
+from edge3u.cli_fpga import COMMANDS as FPGA_COMMANDS
+from edge3u.cli_fpga import add_fpga_commands
 from edge3u.config import ConfigError, load_config
+from edge3u.rtl.protocol import ProtocolError
 from edge3u.data import DataError
 from edge3u.models.rom import RomError
 from edge3u.runs import RunError
@@ -23,7 +27,6 @@ from edge3u.tools import ToolError
 __all__ = ["main", "build_parser"]
 
 PENDING = {
-    "synth": "the FPGA flow (synthesis, timing, board constraints, bitstream)",
     "flow": "the one-command flow from data to verified hardware",
 }
 EXIT_USAGE = 2
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first N Fashion-MNIST test images (default 100; 10000: all)")
     simulate.add_argument("--waves", action="store_true", help="write an FST trace to RUN/sim")
     simulate.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    add_fpga_commands(sub, _common)
     return parser
 
 
@@ -207,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOT_IMPLEMENTED
     try:
         return {"train": _train, "quantize": _quantize, "export": _export,
-                "elaborate": _elaborate, "simulate": _simulate}[args.command](args)
-    except (ConfigError, DataError, RunError, RomError, ToolError) as error:
+                "elaborate": _elaborate, "simulate": _simulate, **FPGA_COMMANDS}[args.command](args)
+    except (ConfigError, DataError, RunError, RomError, ToolError, ProtocolError,
+            BoardError) as error:
         print(f"edge3u: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except SimError as error:  # the RTL and the golden model disagree, or the build failed

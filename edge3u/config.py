@@ -233,12 +233,15 @@ class HardwareConfig:
     pe_cols: int = 20
     requant_lanes: int = 40
     clock_mhz: float = 150.0
+    pe_multipliers: str = "lut"  # "lut": partial products in logic; "dsp": multiplier blocks
 
     def __post_init__(self):
         _int("hardware.pe_rows", self.pe_rows, 1, 64)
         _int("hardware.pe_cols", self.pe_cols, 1, 64)
         _int("hardware.requant_lanes", self.requant_lanes, 1, 1024)
         _number("hardware.clock_mhz", self.clock_mhz, 1.0, 1000.0)
+        _check(self.pe_multipliers in ("lut", "dsp"),
+               f"hardware.pe_multipliers must be 'lut' or 'dsp', not {self.pe_multipliers!r}")
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "quant": QuantConfig,

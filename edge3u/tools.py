@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-__all__ = ["ToolError", "verilator_env", "verilator_bin"]
+__all__ = ["ToolError", "verilator_env", "verilator_bin", "yowasp", "run_logged"]
 
 
 class ToolError(RuntimeError):
@@ -39,3 +43,48 @@ def verilator_bin() -> str:
     if found is None:
         raise ToolError(f"no verilator executable under {verilator_root() / 'bin'}")
     return found
+
+
+def yowasp(tool: str) -> str:
+    """The console script of a YoWASP tool (``yosys``, ``nextpnr-ecp5``, ``ecppack``, ...)
+    installed beside this Python, else on ``PATH``."""
+    name = f"yowasp-{tool}"
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise ToolError(f"{name} is not installed: pip install -e . installs the YoWASP tools")
+    return found
+
+
+def yowasp_compiled(package: str, wasm: str) -> bool:
+    """Whether YoWASP has already compiled ``wasm`` of ``package`` (the first call of a tool
+    compiles its WebAssembly to machine code, ~25 s for yosys, then caches it)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "YoWASP"
+    folder = cache / package / wasm
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def run_logged(command: list[str], log: Path, *, cwd: Path, label: str, phase: str | None = None,
+               quiet: bool = False) -> str:
+    """Run ``command`` in ``cwd`` with its output going to ``log``; while it runs, show
+    ``label``, the elapsed time and the latest output line matching ``phase`` (a regex whose
+    group 1 names the step). Returns the output; a failure raises ToolError with its tail."""
+    pattern = re.compile(phase) if phase else None
+    started, shown = time.monotonic(), None
+    lines = []
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            out.write(line)
+            lines.append(line)
+            match = pattern.search(line) if pattern else None
+            if match and not quiet and match[1] != shown:
+                shown = match[1]
+                print(f"  {label} {time.monotonic() - started:6.0f} s  {shown.strip()[:70]}",
+                      file=sys.stderr, flush=True)
+        code = process.wait()
+    if code:
+        tail = "".join(lines[-15:])
+        raise ToolError(f"{Path(command[0]).name} failed (exit {code}); log: {log}\n{tail}")
+    return "".join(lines)

@@ -24,6 +24,8 @@ class Accelerator(wiring.Component):
         The ROM contents and widths (:func:`edge3u.rtl.program.build_program`).
     rows, cols : int
         PE array shape; ``rows * cols`` must equal the schedule's PE count.
+    multiplier : "lut" or "dsp"
+        How the PEs' products are written (:class:`~edge3u.rtl.pe.PE`).
 
     Members
     -------
@@ -41,7 +43,8 @@ class Accelerator(wiring.Component):
     counter) let a simulation look inside (``sim/locate.py``).
     """
 
-    def __init__(self, program: Program, rows: int, cols: int):
+    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut"):
+        self.multiplier = multiplier
         if rows * cols != program.pes:
             raise ValueError(f"a {rows} x {cols} array has {rows * cols} PEs, the program is "
                              f"scheduled for {program.pes}")
@@ -98,7 +101,7 @@ class Accelerator(wiring.Component):
         array = m.submodules.array = PEArray(
             self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
             acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
-            granules=[s.granule for s in p.stages])
+            granules=[s.granule for s in p.stages], multiplier=self.multiplier)
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]

@@ -4,7 +4,9 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PE"]
+__all__ = ["PE", "MULTIPLIERS"]
+
+MULTIPLIERS = ("lut", "dsp")
 
 
 class PE(wiring.Component):
@@ -20,6 +22,10 @@ class PE(wiring.Component):
         Signed widths of the operands.
     acc_bits : int
         Signed accumulator width; the caller derives it from the worst case, so it never wraps.
+    multiplier : "lut" or "dsp"
+        ``"lut"`` writes the product as its ``weight_bits`` shifted partial products (logic
+        that synthesis keeps in LUTs); ``"dsp"`` writes ``a * w``, which synthesis maps to the
+        target's multiplier blocks where it has them.
 
     Members
     -------
@@ -34,7 +40,11 @@ class PE(wiring.Component):
         ``acc`` holds a finished sum (the cycle before it is replaced).
     """
 
-    def __init__(self, act_bits: int, weight_bits: int, acc_bits: int):
+    def __init__(self, act_bits: int, weight_bits: int, acc_bits: int, multiplier: str = "lut"):
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"PE multiplier must be one of {', '.join(MULTIPLIERS)}, "
+                             f"not {multiplier!r}")
+        self.multiplier = multiplier
         for name, value in (("act_bits", act_bits), ("weight_bits", weight_bits),
                             ("acc_bits", acc_bits)):
             if not isinstance(value, int) or value < 2:
@@ -60,7 +70,13 @@ class PE(wiring.Component):
         m = Module()
         product = Signal(signed(self._act_bits + self._weight_bits), name="product")
         first = Signal(name="first_d")
-        m.d.sync += [product.eq(Mux(self.valid, self.a * self.w, 0)), first.eq(self.first)]
+        if self.multiplier == "dsp":
+            full = self.a * self.w
+        else:  # two's complement: the top bit of w weighs -2**(weight_bits-1)
+            top = self._weight_bits - 1
+            full = sum(Mux(self.w[k], self.a << k, 0) for k in range(top))
+            full = full - Mux(self.w[top], self.a << top, 0)
+        m.d.sync += [product.eq(Mux(self.valid, full, 0)), first.eq(self.first)]
         m.d.sync += self.acc.eq(Mux(first, 0, self.acc) + product)
         m.d.comb += self.result.eq(first)
         return m

@@ -31,6 +31,8 @@ class PEArray(wiring.Component):
         Per stage, the lane of every PE.
     granules : list of int
         Per stage, the granule size (outputs drained per ``advance``).
+    multiplier : "lut" or "dsp"
+        How each PE's product is written (:class:`~edge3u.rtl.pe.PE`).
 
     Members
     -------
@@ -46,7 +48,7 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, *, act_bits: int, weight_bits: int, acc_bits: int,
-                 lanes: int, routes, granules):
+                 lanes: int, routes, granules, multiplier: str = "lut"):
         for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PE array {name} must be a positive integer, not {value!r}")
@@ -63,6 +65,7 @@ class PEArray(wiring.Component):
                 raise ValueError(f"stage {s} granule {g} must be in 1 .. {pes}")
         self.rows, self.cols, self.pes = rows, cols, pes
         self._bits = (act_bits, weight_bits, acc_bits)
+        self.multiplier = multiplier
         self._routes, self._granules = [tuple(r) for r in routes], list(granules)
         super().__init__({
             "heads": In(data.ArrayLayout(signed(act_bits), lanes)),
@@ -76,7 +79,7 @@ class PEArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         act_bits, weight_bits, acc_bits = self._bits
-        pes = [PE(act_bits, weight_bits, acc_bits) for _ in range(self.pes)]
+        pes = [PE(act_bits, weight_bits, acc_bits, self.multiplier) for _ in range(self.pes)]
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe

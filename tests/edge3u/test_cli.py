@@ -65,7 +65,7 @@ def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "apt-get install dataset-fashion-mnist" in err
 
 
-@pytest.mark.parametrize("command", ["synth", "flow"])
+@pytest.mark.parametrize("command", ["flow"])
 def test_later_steps_say_they_are_not_there_yet(capsys, command, tmp_path):
     code, _, err = run_cli(capsys, command, "--run", str(tmp_path))
     assert code == 3 and "not implemented yet" in err
@@ -112,3 +112,23 @@ def test_steps_out_of_order_name_the_missing_step(capsys, tmp_path):
 def test_bad_quantize_option_is_named(capsys, trained):
     code, _, err = run_cli(capsys, "quantize", "--run", str(trained), "--weight-bits", "5")
     assert code == 2 and "quant.weight_bits must be one of 1, 2, 3, 4, 'ternary', not 5" in err
+
+
+def test_synth_needs_the_elaborated_verilog(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "synth", "--run", str(tmp_path), "--target", "ecp5")
+    assert code == 2 and "run `edge3u elaborate --run" in err
+
+
+def test_build_refuses_what_it_cannot_build(capsys, trained):
+    code, _, err = run_cli(capsys, "build", "--run", str(trained), "--board", "ulx3s",
+                           "--baud", "50000000")
+    assert code == 2 and "--baud 50000000 cannot be made from a 150 MHz clock" in err
+    code, _, err = run_cli(capsys, "build", "--run", str(trained), "--board", "icebreaker")
+    assert code == 2 and "run `edge3u synth --target ice40`" in err
+    assert not (trained / "board").exists()
+
+
+def test_board_names_a_port_it_cannot_open(capsys, trained):
+    code, _, err = run_cli(capsys, "board", "--run", str(trained), "--port", "/dev/edge3u-none",
+                           "--images", "2")
+    assert code == 2 and "cannot open serial port '/dev/edge3u-none'" in err
