@@ -49,8 +49,14 @@ def yosys_script(target: str, top: str, verilog: str, *, dsp: bool) -> str:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
     flags = {"ice40": " -dsp" if dsp else ""}.get(target, "" if dsp else " -nodsp")
-    return (f"read_verilog -sv {verilog}\n"
-            f"{_SYNTH[target]} -top {top}{flags} -json netlist.json\n"
+    synth = f"{_SYNTH[target]} -top {top}{flags}"
+    if target == "ecp5":
+        # synth_ecp5 with its LUT mapping (abc9) replaced by classic abc: on some of our
+        # designs yosys 0.70's abc9 leaves nets with two drivers (`check` reports them).
+        synth = (f"{synth} -run :map_luts\n"
+                 f"techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
+                 f"{synth} -run map_cells:")
+    return (f"read_verilog -sv {verilog}\n{synth}\ncheck -assert\nwrite_json netlist.json\n"
             f"tee -q -o stat.json stat -json\n")
 
 
@@ -127,8 +133,15 @@ def synthesize(verilog: Path, out: Path, *, target: str, top: str, clock_mhz: fl
               "cached by YoWASP) ...", file=sys.stderr, flush=True)
     (out / "synth.ys").write_text(yosys_script(target, top, verilog.resolve(), dsp=dsp))
     started = time.monotonic()
-    run_logged([yowasp("yosys"), "-s", "synth.ys"], out / "yosys.log", cwd=out,
-               label=f"yosys {target}", phase=r"^\d+\.\d+\. Executing (\S+)", quiet=quiet)
+    for product in ("netlist.json", "stat.json", "pnr_report.json", "board.config"):
+        (out / product).unlink(missing_ok=True)  # never read a previous run's results
+    # yosys writes its own log: its standard output stops after ABC in the YoWASP build
+    log = run_logged([yowasp("yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                     out / "yosys.log", cwd=out, label=f"yosys {target}",
+                     phase=r"^\d+\.\d+\. Executing (\S+)", quiet=quiet, tool_writes_log=True)
+    if "End of script." not in log or not (out / "stat.json").exists():
+        raise ToolError(f"yosys stopped before the end of its script (exit status 0); "
+                        f"see {out / 'yosys.log'}")
     synth_seconds = time.monotonic() - started
     cells = _stat_cells(out / "stat.json", top)
     figures = {"target": target, "device": DEVICES[target].name, "top": top,

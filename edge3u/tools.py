@@ -65,25 +65,51 @@ def yowasp_compiled(package: str, wasm: str) -> bool:
 
 
 def run_logged(command: list[str], log: Path, *, cwd: Path, label: str, phase: str | None = None,
-               quiet: bool = False) -> str:
+               quiet: bool = False, tool_writes_log: bool = False) -> str:
     """Run ``command`` in ``cwd`` with its output going to ``log``; while it runs, show
-    ``label``, the elapsed time and the latest output line matching ``phase`` (a regex whose
-    group 1 names the step). Returns the output; a failure raises ToolError with its tail."""
+    ``label``, the elapsed time and the latest log line matching ``phase`` (a regex whose group
+    1 names the step). ``tool_writes_log``: the tool writes ``log`` itself (its own output goes
+    to ``log`` + ``.out``). Returns the log; a failure raises ToolError with its tail."""
     pattern = re.compile(phase) if phase else None
     started, shown = time.monotonic(), None
+
+    def show(line):
+        nonlocal shown
+        match = pattern.search(line) if pattern else None
+        if match and not quiet and match[1] != shown:
+            shown = match[1]
+            print(f"  {label} {time.monotonic() - started:6.0f} s  {shown.strip()[:70]}",
+                  file=sys.stderr, flush=True)
+
     lines = []
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in process.stdout:
-            out.write(line)
-            lines.append(line)
-            match = pattern.search(line) if pattern else None
-            if match and not quiet and match[1] != shown:
-                shown = match[1]
-                print(f"  {label} {time.monotonic() - started:6.0f} s  {shown.strip()[:70]}",
-                      file=sys.stderr, flush=True)
-        code = process.wait()
+    if tool_writes_log:
+        log.unlink(missing_ok=True)
+        with open(f"{log}.out", "w") as out:
+            process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+            position = 0
+            while True:
+                code = process.poll()
+                if log.exists():
+                    with open(log) as f:
+                        f.seek(position)
+                        chunk = f.read()
+                    complete = chunk[:chunk.rfind("\n") + 1]
+                    position += len(complete.encode())
+                    for line in complete.splitlines(keepends=True):
+                        lines.append(line)
+                        show(line)
+                if code is not None:
+                    break
+                time.sleep(0.5)
+    else:
+        with open(log, "w") as out:
+            process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, bufsize=1)
+            for line in process.stdout:
+                out.write(line)
+                lines.append(line)
+                show(line)
+            code = process.wait()
     if code:
         tail = "".join(lines[-15:])
         raise ToolError(f"{Path(command[0]).name} failed (exit {code}); log: {log}\n{tail}")

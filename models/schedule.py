@@ -37,8 +37,8 @@ __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_or
 #: register, product register, accumulator).
 MAC_LATENCY = 3
 #: Cycles from the last granule leaving the drain register until its write has reached the
-#: buffer (bias, multiply, round-shift-clamp, placement).
-DRAIN_LATENCY = 4
+#: buffer (bias, multiply, round and shift, clamp, placement).
+DRAIN_LATENCY = 5
 #: Cycles to pick the class beyond one per logit.
 ARGMAX_LATENCY = 0
 
@@ -170,15 +170,21 @@ class StageMap:
             out.append((reads, writes))
         return out
 
-    def cycles(self) -> int:
-        """Cycles of the stage: prologue read, the tile windows, the final drain."""
+    def windows(self) -> list[int]:
+        """Cycles of each tile's window: its inner sums, the next tile's row reads (plus one)
+        and the previous tile's drain all overlap in it."""
         io = self.tile_io()
-        total = io[0][0] + 1
+        out = []
         for t in range(len(io)):
             nxt = io[t + 1][0] + 1 if t + 1 < len(io) and io[t + 1][0] else 0
             prev = io[t - 1][1] if t else 0
-            total += max(self.n_inner, nxt, prev)
-        return total + MAC_LATENCY + io[-1][1] + DRAIN_LATENCY
+            out.append(max(self.n_inner, nxt, prev))
+        return out
+
+    def cycles(self) -> int:
+        """Cycles of the stage: prologue read, the tile windows, the final drain."""
+        io = self.tile_io()
+        return io[0][0] + 1 + sum(self.windows()) + MAC_LATENCY + io[-1][1] + DRAIN_LATENCY
 
     def bound(self, pes: int) -> int:
         return -(-self.macs // pes)

@@ -6,12 +6,17 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe_array import PEArray
 from edge3u.rtl.program import Program, pack
 from edge3u.rtl.requantizer import Requantizer, RequantSpec
 
 __all__ = ["Accelerator"]
+
+# The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines empty
+# (counting from 0, as the schedule's cycle model does).
+EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
 
 
 
@@ -84,11 +89,17 @@ class Accelerator(wiring.Component):
             "first_row": range(max(2, max(t.first_row for t in p.tiles) + 1)),
             "writes": range(max(t.writes for t in p.tiles) + 1),
             "weight_base": range(max(2, len(p.weight_words))),
+            "window_last": range(max(2, max(t.window_last for t in p.tiles) + 1)),
+            "stage_end": 1, "network_end": 1,
         })
-        sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0}
-        tiles = memory.Memory(shape=tile_layout, depth=len(p.tiles) + 2, init=[
-            {"stage": t.stage, "reads": t.reads, "first_row": t.first_row, "writes": t.writes,
-             "weight_base": t.weight_base} for t in p.tiles] + [sentinel, sentinel])
+        sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0,
+                    "window_last": 0, "stage_end": 1, "network_end": 1}
+        entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
+                    "writes": t.writes, "weight_base": t.weight_base,
+                    "window_last": t.window_last, "stage_end": t.stage_end,
+                    "network_end": t.network_end} for t in p.tiles]
+        entries += [sentinel] * 3
+        tiles = memory.Memory(shape=tile_layout, depth=len(entries), init=entries)
         self.memories = {"buffers": buffers, "weights": weights}
         for name, mem in (("input_buffer", buffers[0]), ("buffer_a", buffers[1]),
                           ("buffer_b", buffers[2]), ("weight_rom", weights),
@@ -110,17 +121,20 @@ class Accelerator(wiring.Component):
             m.submodules[f"requant{e}"] = rq
 
         # ---------------------------------------------------------------- sequencer state
+        # Tiles t, t + 1 and t + 2 in registers; tile t + 3 is read ahead, so no decision
+        # waits for a table lookup.
         t = Signal(range(len(p.tiles) + 1))
-        cur = tiles.read_port(domain="comb")
-        nxt = tiles.read_port(domain="comb")
-        nn = tiles.read_port(domain="comb")
-        m.d.comb += [cur.addr.eq(t), nxt.addr.eq(t + 1), nn.addr.eq(t + 2)]
-        cur_e, nxt_e, nn_e = cur.data, nxt.data, nn.data
+        ahead = tiles.read_port(domain="comb")
+        m.d.comb += ahead.addr.eq(t + 3)
+        cur_e, nxt_e, nn_e = (Signal(tile_layout, name=n) for n in ("cur_e", "nxt_e", "nn_e"))
+
+        def next_tile():
+            m.d.sync += [t.eq(t + 1), cur_e.eq(nxt_e), nxt_e.eq(nn_e), nn_e.eq(ahead.data)]
         stage = cur_e.stage
         count = Signal(range(max(tile.reads for tile in p.tiles)
                              + max(tile.writes for tile in p.tiles)
                              + max(s.inner for s in p.stages) + p.classes + 16))
-        window = Signal.like(count)
+        epilogue_last = Signal.like(count)
         snap_writes = Signal.like(cur_e.writes)
         inner = Signal.like(count)
         with m.Switch(stage):
@@ -156,7 +170,8 @@ class Accelerator(wiring.Component):
         wrp = weights.read_port()
         state_window, state_first = Signal(), Signal()
         valid1, first1 = Signal(), Signal()
-        m.d.comb += wrp.addr.eq(cur_e.weight_base + count)
+        weight_addr = Signal.like(wrp.addr)  # the tile's weight_base + count, kept in step
+        m.d.comb += wrp.addr.eq(weight_addr)
         m.d.sync += [valid1.eq(state_window & (count < inner)), first1.eq(state_first)]
         m.d.comb += [array.valid.eq(valid1), array.first.eq(first1), array.stage.eq(stage),
                      array.heads.eq(lanes.heads)]
@@ -222,22 +237,18 @@ class Accelerator(wiring.Component):
                      state_first.eq(((state == win) | (state == epilogue)) & (count == 0))]
         m.d.comb += [lanes.step.eq(state == win), self.busy.eq(state != idle)]
         self.probes = {"state": state, "stage": stage, "count": count}
-        same = lambda entry: entry.stage == stage  # noqa: E731  (a tile of this stage)
+        # window_left counts the window down; window_end is high in its last cycle.
+        window_left, window_end = Signal.like(count), Signal()
         best = Signal(signed(A))
+        queue = [Signal(signed(A), name=f"queue{c}") for c in range(p.classes - 1)]
         m.d.sync += self.done.eq(0)
 
-        def enter_window(following, prev_writes):
-            reads = Signal.like(count, name="next_reads")
-            with m.If(same(following) & (following.reads != 0)):
-                m.d.comb += reads.eq(following.reads + 1)
-            need = Signal.like(count, name="need")
-            m.d.comb += need.eq(Mux(reads > inner, reads, inner))
-            need2 = Signal.like(count, name="need2")
-            m.d.comb += need2.eq(Mux(prev_writes > need, prev_writes, need))
-            m.d.sync += [window.eq(need2), count.eq(0), state.eq(win),
-                         snap_writes.eq(prev_writes)]
+        def enter_window(tile, following, prev_writes):
+            m.d.sync += [window_left.eq(tile.window_last), window_end.eq(tile.window_last == 0),
+                         count.eq(0), state.eq(win), snap_writes.eq(prev_writes),
+                         weight_addr.eq(tile.weight_base)]
             m.d.comb += lanes.swap.eq(1)
-            with m.If(same(following)):
+            with m.If(~tile.stage_end):  # the following tile is of this stage: read its rows
                 arm_reader(following)
 
         with m.Switch(state):
@@ -245,39 +256,43 @@ class Accelerator(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [t.eq(0), count.eq(0), state.eq(prologue), granule.eq(0),
                                  bias_index.eq(0)]
+                    m.d.sync += [reg.eq(tile_layout.const(entries[k]))
+                                 for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]
                     m.d.sync += [rd_left.eq(first_tile.reads), rd_addr.eq(first_tile.first_row),
                                  rd_lane.eq(0)]
             with m.Case(prologue):
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == cur_e.reads):
-                    enter_window(nxt_e, Const(0, 1))
+                    enter_window(cur_e, nxt_e, Const(0, 1))
             with m.Case(win):
-                m.d.sync += count.eq(count + 1)
-                with m.If(count + 1 == window):
-                    with m.If(same(nxt_e)):
-                        m.d.sync += t.eq(t + 1)
-                        enter_window(nn_e, cur_e.writes)
+                m.d.sync += [count.eq(count + 1), window_left.eq(window_left - 1),
+                             window_end.eq(window_left == 1), weight_addr.eq(weight_addr + 1)]
+                with m.If(window_end):
+                    with m.If(~cur_e.stage_end):
+                        next_tile()
+                        enter_window(nxt_e, nn_e, cur_e.writes)
                     with m.Else():
                         m.d.sync += [state.eq(epilogue), count.eq(0),
-                                     snap_writes.eq(cur_e.writes)]
+                                     snap_writes.eq(cur_e.writes),
+                                     epilogue_last.eq(cur_e.writes + EPILOGUE_EXTRA)]
             with m.Case(epilogue):
                 m.d.sync += count.eq(count + 1)
-                with m.If(count == snap_writes + 6):
-                    with m.If(nxt_e.stage == S):
+                with m.If(count == epilogue_last):
+                    with m.If(cur_e.network_end):
                         m.d.sync += [state.eq(argmax), count.eq(0)]
                     with m.Else():
-                        m.d.sync += [t.eq(t + 1), state.eq(prologue), count.eq(0)]
+                        m.d.sync += [state.eq(prologue), count.eq(0)]
+                        next_tile()
                         arm_reader(nxt_e)
-            with m.Case(argmax):
+            with m.Case(argmax):  # the logits pass by in a queue: no wide multiplexer
                 m.d.sync += count.eq(count + 1)
-                value = Signal(signed(A))
-                with m.Switch(count):
-                    for c in range(p.classes):
-                        with m.Case(c):
-                            m.d.comb += value.eq(self.logits[c])
-                with m.If((count == 0) | (value > best)):
-                    m.d.sync += [best.eq(value), self.cls.eq(count)]
+                m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
+                with m.If(count == 0):  # the last logit was written the cycle before
+                    m.d.sync += [best.eq(self.logits[0]), self.cls.eq(0)]
+                    m.d.sync += [q.eq(self.logits[c + 1]) for c, q in enumerate(queue)]
+                with m.Elif(queue[0] > best):
+                    m.d.sync += [best.eq(queue[0]), self.cls.eq(count)]
                 with m.If(count == p.classes - 1):
                     m.d.sync += [state.eq(idle), self.done.eq(1)]
 

@@ -49,7 +49,8 @@ def hex_files(program: Program) -> dict[str, str]:
     tile_fields = [("stage", p.stage_count + 1), ("reads", max(t.reads for t in p.tiles) + 1),
                    ("first_row", max(t.first_row for t in p.tiles) + 1),
                    ("writes", max(t.writes for t in p.tiles) + 1),
-                   ("weight_base", len(p.weight_words))]
+                   ("weight_base", len(p.weight_words)),
+                   ("window_last", max(t.window_last for t in p.tiles) + 1)]
     widths = [max(1, (n - 1).bit_length()) for _, n in tile_fields]
     tiles = []
     for t in p.tiles:

@@ -12,8 +12,8 @@ class ActivationLanes(wiring.Component):
 
     Rows for the next tile are written into the shadow registers while the current tile
     computes from the active ones. ``swap`` copies shadow to active (a tile boundary); ``step``
-    moves every active lane on by one element. ``heads`` is each lane's front element, registered
-    (so it lags the registers by one cycle, in step with the weight ROM's registered read).
+    moves every active lane on by one element. ``heads`` is each lane's front element (the PE
+    array routes and registers it, in step with the weight ROM's registered read).
 
     Parameters
     ----------
@@ -56,5 +56,5 @@ class ActivationLanes(wiring.Component):
                 m.d.sync += [a.eq(s) for a, s in zip(active, shadow)]
             with m.Elif(self.step):
                 m.d.sync += [a.eq(b) for a, b in zip(active, active[1:])]
-            m.d.sync += self.heads[lane].eq(active[0])
+            m.d.comb += self.heads[lane].eq(active[0])
         return m

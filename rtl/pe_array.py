@@ -90,11 +90,13 @@ class PEArray(wiring.Component):
                 by_lane.setdefault(route[p], []).append(s)
             if list(by_lane) == [-1]:
                 continue
+            operand = Signal(signed(act_bits), name=f"a{p}")  # routed, then registered
+            m.d.comb += pe.a.eq(operand)
             with m.Switch(self.stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
-                            m.d.comb += pe.a.eq(self.heads[lane])
+                            m.d.sync += operand.eq(self.heads[lane])
         m.d.comb += self.result.eq(pes[0].result)
         with m.If(pes[0].result):
             m.d.sync += [d.eq(pe.acc) for d, pe in zip(drain, pes)]

@@ -5,7 +5,7 @@ design initialises its memories from it and ``edge3u elaborate`` writes the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge3u.models.golden import IntNetwork
 from edge3u.models.schedule import Schedule
@@ -45,6 +45,9 @@ class Tile:
     first_row: int    # first of those rows (consecutive addresses)
     writes: int       # granules drained after the tile
     weight_base: int  # weight ROM address of the tile's first inner cycle
+    window_last: int  # the tile's window is cycles 0 .. window_last (StageMap.windows)
+    stage_end: bool = False  # the last tile of its stage
+    network_end: bool = False  # the last tile of all
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,10 @@ class Program:
 
 def _stage_tiles(sm, stage_index: int, weight_base: int) -> list[Tile]:
     out = []
-    for (rg, groups, phase), (reads, writes) in zip(sm.tiles(), sm.tile_io()):
-        out.append(Tile(stage_index, reads, rg * sm.x_lo, writes, weight_base + phase * sm.n_inner))
+    for (rg, groups, phase), (reads, writes), window in zip(sm.tiles(), sm.tile_io(),
+                                                            sm.windows()):
+        out.append(Tile(stage_index, reads, rg * sm.x_lo, writes, weight_base + phase * sm.n_inner,
+                        window - 1))
     return out
 
 
@@ -155,7 +160,10 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
             for i in range(tab.weights.shape[1]):
                 weight_words.append(tuple(int(v) for v in tab.weights[phase, i]) +
                                     (0,) * (P - sm.pes))
-        tiles.extend(_stage_tiles(sm, j, base))
+        stage_tiles = _stage_tiles(sm, j, base)
+        stage_tiles[-1] = replace(stage_tiles[-1], stage_end=True,
+                                              network_end=j == len(schedule.stages) - 1)
+        tiles.extend(stage_tiles)
         write_table.extend(zip(tab.write_addr.tolist(), tab.write_block.tolist()))
         if tab.bias is not None:
             bias_words.extend(tuple(int(v) for v in row) for row in tab.bias)

@@ -1,6 +1,6 @@
 """One lane of the drain: bias, integer multiplier, round-half-up shift and clamp, pipelined."""
 
-from amaranth import Const, Module, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,7 +26,7 @@ class RequantSpec:
 
 
 class Requantizer(wiring.Component):
-    """``docs/numerics.md``'s requantization, three register stages deep.
+    """``docs/numerics.md``'s requantization, four register stages deep.
 
     Parameters
     ----------
@@ -49,7 +49,7 @@ class Requantizer(wiring.Component):
     out_valid : Out(1)
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, acc_bits: int, code_bits: int, specs):
         if not specs:
@@ -73,37 +73,50 @@ class Requantizer(wiring.Component):
         biased = Signal(signed(acc_bits))
         stage1 = Signal.like(self.stage, name="stage1")
         valid1 = Signal()
+        multiplier = Signal(unsigned(MULTIPLIER_BITS))  # registered: straight into the multiply
         with m.Switch(self.stage):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     addend = self.bias if spec.has_bias else 0
-                    m.d.sync += biased.eq(self.value + addend)
+                    m.d.sync += [biased.eq(self.value + addend), multiplier.eq(spec.multiplier)]
         m.d.sync += [stage1.eq(self.stage), valid1.eq(self.valid)]
 
+        # Stage 2: the multiply, and the stage's rounding and clamp constants alongside it.
+        # The clamp tests compare the product with constants:
+        # floor((x + h) / 2**s) < lo  <=>  x < lo * 2**s - h.
         product = Signal(signed(prod_bits))
+        half, below, above = (Signal(signed(prod_bits + 1), name=n)
+                              for n in ("half", "below", "above"))
         logit2 = Signal(signed(acc_bits))
         stage2 = Signal.like(self.stage, name="stage2")
         valid2 = Signal()
-        multiplier = Signal(unsigned(MULTIPLIER_BITS))
+        m.d.sync += [product.eq(biased * multiplier), logit2.eq(biased),
+                     stage2.eq(stage1), valid2.eq(valid1)]
         with m.Switch(stage1):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
-                    m.d.comb += multiplier.eq(spec.multiplier)
-        m.d.sync += [product.eq(biased * multiplier), logit2.eq(biased),
-                     stage2.eq(stage1), valid2.eq(valid1)]
+                    h = 1 << (spec.shift - 1)
+                    m.d.sync += [half.eq(h), below.eq((spec.lo << spec.shift) - h),
+                                 above.eq(((spec.hi + 1) << spec.shift) - h)]
 
-        with m.Switch(stage2):
+        # Stage 3: the rounding add and the two clamp tests, side by side.
+        total = Signal(signed(prod_bits + 1), name="total")
+        under, over = Signal(), Signal()
+        stage3 = Signal.like(self.stage, name="stage3")
+        logit3 = Signal(signed(acc_bits))
+        valid3 = Signal()
+        m.d.sync += [total.eq(product + half), under.eq(product < below),
+                     over.eq(product >= above),
+                     stage3.eq(stage2), logit3.eq(logit2), valid3.eq(valid2)]
+
+        # Stage 4: the shift and the clamp.
+        with m.Switch(stage3):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     if not spec.multiplier:
                         m.d.sync += self.code.eq(0)
                         continue
-                    rounded = (product + Const(1 << (spec.shift - 1), prod_bits)) >> spec.shift
-                    with m.If(rounded < spec.lo):
-                        m.d.sync += self.code.eq(spec.lo)
-                    with m.Elif(rounded > spec.hi):
-                        m.d.sync += self.code.eq(spec.hi)
-                    with m.Else():
-                        m.d.sync += self.code.eq(rounded)
-        m.d.sync += [self.logit.eq(logit2), self.out_valid.eq(valid2)]
+                    m.d.sync += self.code.eq(Mux(under, spec.lo, Mux(over, spec.hi,
+                                                                    total >> spec.shift)))
+        m.d.sync += [self.logit.eq(logit3), self.out_valid.eq(valid3)]
         return m

@@ -1,6 +1,6 @@
 """``edge3u_top``: the accelerator behind a pixel stream in and a result stream out."""
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -55,16 +55,22 @@ class Top(wiring.Component):
         table = m.submodules.input_table = memory.Memory(
             shape=table_layout, depth=pixels,
             init=[{"row": r, "lane": lane} for r, lane in p.input_table])
-        where = table.read_port(domain="comb")
+        # Read one pixel ahead: the entry of the pixel being accepted is already registered.
+        # (A comb port and a register: yosys' ABC9 in YoWASP 0.70 fails on the ECP5
+        # mapping of a registered ROM port.)
+        ahead = table.read_port(domain="comb")
+        where = Signal(table_layout)
+        m.d.sync += where.eq(ahead.data)
         index = Signal(range(pixels + 1))
-        m.d.comb += where.addr.eq(index)
-
         idle, load, run, offer = range(4)
         state = Signal(range(4))
+        accept = Signal()
+        m.d.comb += accept.eq((state == load) & self.i_pixels.valid)
+        m.d.comb += ahead.addr.eq(Mux(state == load, Mux(accept, index + 1, index), 0))
         counter = Signal(32)
         m.d.comb += self.busy.eq(state != idle)
         m.d.sync += [self.done.eq(0), core.start.eq(0)]
-        m.d.comb += [core.load_addr.eq(where.data.row), core.load_lane.eq(where.data.lane),
+        m.d.comb += [core.load_addr.eq(where.row), core.load_lane.eq(where.lane),
                      core.load_data.eq(self.i_pixels.payload)]
         m.d.comb += [self.o_result.payload.cls.eq(core.cls),
                      self.o_result.payload.logits.eq(core.logits)]

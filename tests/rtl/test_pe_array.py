@@ -16,12 +16,17 @@ def test_gemm_tile_equals_numpy_and_drains_granule_by_granule():
     want = np.array([act[:, route[p]] @ w[:, p] for p in range(rows * cols)])
     drained = []
 
+    def heads(ctx, i):  # the array registers the routed heads: they lead the weights by a cycle
+        for lane in range(lanes):
+            ctx.set(array.heads[lane], int(act[i % inner, lane]))
+
     async def bench(ctx):
+        heads(ctx, 0)
+        await ctx.tick()
         for i in range(inner + 1):  # then one more first marker to finish the tile
             ctx.set(array.first, int(i in (0, inner)))
             ctx.set(array.valid, int(i < inner))
-            for lane in range(lanes):
-                ctx.set(array.heads[lane], int(act[i % inner, lane]))
+            heads(ctx, i + 1)
             for p in range(rows * cols):
                 ctx.set(array.weights[p], int(w[i % inner, p]))
             await ctx.tick()
