@@ -53,13 +53,19 @@ async def _pe_array(dut, spec):
     cocotb.start_soon(monitor())
     dut.stage.value = 0
     draining = 0
+    # The array registers the routed heads: each row of heads goes in a cycle before its weights.
+    rows = [act[t, i] for t in range(len(act)) for i in range(act.shape[1])]
+    dut.heads.value = pack(rows[0], bits["act"])
+    await RisingEdge(dut.clk)
     for t in range(len(act) + 1):        # driver: one tile after another, back to back
         for i in range(act.shape[1]):
             last = t == len(act)
             dut.first.value = int(i == 0)
             dut.valid.value = int(not last)
             if not last:
-                dut.heads.value = pack(act[t, i], bits["act"])
+                k = t * act.shape[1] + i
+                if k + 1 < len(rows):
+                    dut.heads.value = pack(rows[k + 1], bits["act"])
                 dut.weights.value = pack(weights[t, i], bits["weight"])
             dut.advance.value = int(draining > 0)
             draining -= draining > 0
@@ -89,7 +95,7 @@ async def _requantizer(dut, spec):
     code_bits, acc_bits = spec["code_bits"], spec["acc_bits"]
     for s, (vals, bias) in enumerate(zip(values, biases)):
         dut.stage.value = s
-        for i in range(len(vals) + 3):
+        for i in range(len(vals) + spec["latency"]):  # outputs are seen a cycle late here
             if i < len(vals):
                 dut.value.value = vals[i] & ((1 << acc_bits) - 1)
                 dut.bias.value = bias[i] & ((1 << acc_bits) - 1)
