@@ -32,7 +32,7 @@ def uart_divisor(clock_mhz: float, baud: int) -> int:
     return divisor
 
 
-def board_design(run: Path, board_name: str, baud: int):
+def board_design(run: Path, board_name: str, baud: int, clock_mhz: float | None = None):
     """The board top of the run's design for ``board_name``, and the figures it is built
     with (clock, PLL dividers, UART divisor)."""
     from edge3u.config import load_config
@@ -47,13 +47,13 @@ def board_design(run: Path, board_name: str, baud: int):
         raise RunError(f"{run / CONFIG} does not exist: run `edge3u train --run {run}` first")
     config = load_config(run / CONFIG)
     hw = config.hardware
-    clock = hw.clock_mhz if b.target == "ecp5" else b.oscillator_mhz
+    clock = clock_mhz or (hw.clock_mhz if b.target == "ecp5" else b.oscillator_mhz)
     pll = None
     if clock != b.oscillator_mhz:
         try:
             pll = ecp5_pll_params(b.oscillator_mhz, clock)
         except ValueError as error:
-            raise RunError(f"hardware.clock_mhz: {error}") from None
+            raise RunError(f"clock {clock:g} MHz: {error}") from None
     divisor = uart_divisor(clock, baud)
     if not (run / ROM_DIR).exists():
         raise RunError(f"{run / ROM_DIR} does not exist: run `edge3u export --run {run}` first")
@@ -69,16 +69,19 @@ def board_design(run: Path, board_name: str, baud: int):
 
 
 def build_run(run: str | Path, board_name: str, *, baud: int = 115200,
-              quiet: bool = False) -> dict:
+              clock_mhz: float | None = None, quiet: bool = False) -> dict:
     """Write ``RUN/board/BOARD/``: the board top's Verilog, the synthesis and place-and-route
-    logs and timing, and the bitstream; returns the figures (also ``build.json``)."""
+    logs and timing, and the bitstream; returns the figures (also ``build.json``). The design
+    runs at ``clock_mhz`` (default: the config's ``hardware.clock_mhz``), made by the PLL."""
     run = Path(run)
     b = board(board_name)
     if b.target != "ecp5":
         raise RunError(f"bitstreams are built for the ECP5 boards (ulx3s) with the open "
                        f"toolchain; for {b.name} ({b.device}) run `edge3u synth --target "
                        f"{b.target}` and use constraints/{b.constraints} with the vendor tools")
-    b, top, figures = board_design(run, board_name, baud)
+    if clock_mhz is not None and not 1 <= clock_mhz <= 400:
+        raise RunError(f"--clock must be in 1 .. 400 MHz, not {clock_mhz:g}")
+    b, top, figures = board_design(run, board_name, baud, clock_mhz)
     out = run / BOARD_DIR / b.name
     out.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(top, name=BOARD_TOP, emit_src=False)
@@ -96,6 +99,6 @@ def build_run(run: str | Path, board_name: str, *, baud: int = 115200,
         figures["pack_seconds"] = round(time.monotonic() - started, 1)
     figures["bitstream"] = str(bitstream)
     figures["bitstream_bytes"] = bitstream.stat().st_size
-    figures["latency_us"] = figures["cycles"] / figures["fmax_mhz"]
+    figures["latency_us"] = figures["cycles"] / figures["clock_mhz"]  # at the clock it runs
     write_json(out / "build.json", figures)
     return figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 __all__ = ["add_fpga_commands", "COMMANDS"]
@@ -27,6 +28,9 @@ def add_fpga_commands(sub, common) -> None:
     common(build)
     build.add_argument("--board", required=True, choices=list(BOARDS))
     build.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    build.add_argument("--clock", type=float, metavar="MHZ",
+                       help="clock of the design, made by the PLL (default hardware.clock_mhz); "
+                            "lower it when the timing report misses the target")
     build.add_argument("--quiet", action="store_true", help="no progress output")
 
     board = sub.add_parser("board", help="send test images to a programmed board over its "
@@ -47,7 +51,7 @@ def _rows(rows):
         print(f"{name:<{width}}  {value}")
 
 
-def _resources(f: dict) -> list[tuple[str, str]]:
+def _resources(f: dict, at: str = "Fmax") -> list[tuple[str, str]]:
     rows = [("target", f"{f['target']} ({f['device']}), multipliers in {f['multipliers']}"),
             ("LUTs", f"{f['luts']:,} (carry cells {f['carry']:,})"),
             ("flip-flops", f"{f['ffs']:,}"), ("block RAMs", f"{f['brams']:g}"),
@@ -55,7 +59,7 @@ def _resources(f: dict) -> list[tuple[str, str]]:
     if f.get("fmax_mhz"):
         rows.append(("Fmax (post-route)", f"{f['fmax_mhz']:.1f} MHz, target {f['clock_mhz']:g} "
                                           f"MHz: {'met' if f['timing_met'] else 'MISSED'}"))
-        rows.append(("latency", f"{f['cycles']:,} cycles = {f['latency_us']:.2f} us at Fmax"))
+        rows.append(("latency", f"{f['cycles']:,} cycles = {f['latency_us']:.2f} us at {at}"))
     else:
         rows.append(("Fmax", "not placed and routed (ECP5 only)"))
     if f.get("reused"):
@@ -77,11 +81,15 @@ def _synth(args) -> int:
 def _build(args) -> int:
     from edge3u.bitstream import build_run
 
-    f = build_run(args.run, args.board, baud=args.baud, quiet=args.quiet)
+    f = build_run(args.run, args.board, baud=args.baud, clock_mhz=args.clock, quiet=args.quiet)
     _rows([("board", f"{f['board']}: design at {f['clock_mhz']:g} MHz"
                      + (f" (PLL dividers {f['pll']})" if f["pll"] else "")
-                     + f", UART {f['baud']} baud"), *_resources(f),
+                     + f", UART {f['baud']} baud"), *_resources(f, f"{f['clock_mhz']:g} MHz"),
            ("bitstream", f"{f['bitstream']} ({f['bitstream_bytes']:,} bytes)")])
+    if not f["timing_met"]:
+        print(f"edge3u: the design does not meet {f['clock_mhz']:g} MHz (Fmax "
+              f"{f['fmax_mhz']:.1f} MHz): the bitstream is not safe to use; rebuild with "
+              f"--clock {int(f['fmax_mhz'])} or lower", file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in f.items() if k != "cells"}))
     return 0 if f["timing_met"] else 1
