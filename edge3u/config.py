@@ -234,6 +234,10 @@ class HardwareConfig:
     requant_lanes: int = 40
     clock_mhz: float = 150.0
     pe_multipliers: str = "lut"  # "lut": partial products in logic; "dsp": multiplier blocks
+    # Hardware-aware rank selection: training prunes ranks until the accelerator's cycle model
+    # meets this budget (0: no budget). Give cycles or microseconds at clock_mhz, not both.
+    latency_budget_cycles: int = 0
+    latency_budget_us: float = 0.0
 
     def __post_init__(self):
         _int("hardware.pe_rows", self.pe_rows, 1, 64)
@@ -242,6 +246,18 @@ class HardwareConfig:
         _number("hardware.clock_mhz", self.clock_mhz, 1.0, 1000.0)
         _check(self.pe_multipliers in ("lut", "dsp"),
                f"hardware.pe_multipliers must be 'lut' or 'dsp', not {self.pe_multipliers!r}")
+        _int("hardware.latency_budget_cycles", self.latency_budget_cycles, 0)
+        _number("hardware.latency_budget_us", self.latency_budget_us, 0.0)
+        _check(not (self.latency_budget_cycles and self.latency_budget_us),
+               f"give hardware.latency_budget_cycles ({self.latency_budget_cycles}) or "
+               f"hardware.latency_budget_us ({self.latency_budget_us}), not both")
+
+    @property
+    def budget_cycles(self) -> int | None:
+        """The latency budget in cycles, or None without one."""
+        if self.latency_budget_us:
+            return math.floor(self.latency_budget_us * self.clock_mhz)
+        return self.latency_budget_cycles or None
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "quant": QuantConfig,

@@ -30,7 +30,7 @@ from edge3u.config import mode_groups
 from edge3u.models import tt
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
-           "hardware_orders", "schedule_network", "MAC_LATENCY", "DRAIN_LATENCY",
+           "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
            "ARGMAX_LATENCY"]
 
 #: Cycles from a tile boundary until the finished tile is in the drain register (operand
@@ -380,6 +380,17 @@ def hardware_orders(layers, hardware) -> dict[str, tuple[int, ...]]:
                tt.tt_ranks(cores)) for _, cores in layers]
     orders = choose_orders(shapes, hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes)
     return {name: order for (name, _), order in zip(layers, orders)}
+
+
+def network_cycles(network_shapes, hardware) -> int | None:
+    """Cycles per inference of a network of these ``(in_modes, out_modes, ranks)`` on the
+    configured array, with the orders the hardware would choose; None if it does not fit."""
+    pes = hardware.pe_rows * hardware.pe_cols
+    try:
+        orders = choose_orders(network_shapes, pes, hardware.requant_lanes)
+        return build_schedule(network_shapes, orders, pes, hardware.requant_lanes).cycles()
+    except ScheduleError:
+        return None
 
 
 def schedule_network(net, hardware) -> Schedule:

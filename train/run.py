@@ -19,6 +19,7 @@ from edge3u.config import Config, load_config
 from edge3u.data import load_dataset
 from edge3u.runs import (CHECKPOINT, CONFIG, METRICS, MODEL, RunError, load_step_output,
                          read_json, save_torch, write_json)
+from edge3u.train.budget import check_budget
 from edge3u.train.dense import dense_memory
 from edge3u.train.plots import plot_ranks, plot_training
 from edge3u.train.trainer import Trainer
@@ -51,6 +52,7 @@ def train_run(config: Config | None, run: str | Path, *, quick: bool = False,
     """Train (or resume) the run in ``run``; returns the summary also written to metrics.json."""
     run = Path(run)
     config, quick = _prepare(config, run, resume, quick)
+    check_budget(config)  # before any data is read or any epoch runs
     data = load_dataset(config.data.dataset, data_path or config.data.path or None)
     t = config.train
     epochs = t.quick_epochs if quick else t.epochs

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from edge3u.config import Config
 from edge3u.data import Dataset
 from edge3u.train import rank_prior
+from edge3u.train.budget import fit_budget
 from edge3u.train.lowprec import FixedPoint
 from edge3u.train.memory import TrainingMemory, activation_bytes_per_sample
 from edge3u.train.network import TTNetwork
@@ -156,7 +157,9 @@ class Trainer:
                        for layer in self.model.layers]
 
     def prune(self) -> bool:
-        """Drop the rank slices whose scales fell below the threshold; True if any was dropped."""
+        """Drop the rank slices whose scales fell below the threshold, then, with a latency
+        budget in the config, the slices :func:`fit_budget` picks until the accelerator meets
+        it; True if any was dropped."""
         thr = self.config.train.rank_threshold
         changed = False
         for layer, scales in zip(self.model.layers, self.scales):
@@ -164,6 +167,12 @@ class Trainer:
             if any(len(k) < r for k, r in zip(keep, layer.ranks[1:-1])):
                 layer.prune(keep)
                 changed = True
+        if changed:
+            self._update_scales()
+        budget = self.config.hardware.budget_cycles
+        if budget:  # hardware-aware: then cut ranks until the cycle model meets the budget
+            cuts = fit_budget(self.model, self.scales, self.config.hardware, budget)
+            changed = changed or bool(cuts)
         if changed:
             self.optimizer.replace_parameters(self._groups())
             self._update_scales()
