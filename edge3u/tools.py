@@ -102,7 +102,7 @@ def run_logged(command: list[str], log: Path, *, cwd: Path, label: str, phase: s
                     break
                 time.sleep(0.5)
     else:
-        with open(log, "w") as out:
+        with open(log, "w", buffering=1) as out:  # line by line: the log can be followed
             process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in process.stdout:

@@ -48,6 +48,8 @@ def simulate_run(run: str | Path, *, images: int, waves: bool = False,
         "rtl_accuracy": report["rtl_correct"] / report["images"],
         "golden_accuracy": report["golden_correct"] / report["images"],
         "cycles_per_image": sched.cycles(),
+        "rtl_cycles": (report["rtl_cycles"][0] if len(report["rtl_cycles"]) == 1
+                       else report["rtl_cycles"]),
         "images_per_s": report["images"] / report["seconds"],
         "simulation_seconds": report["seconds"], "build_seconds": report["build_seconds"],
         "simulator_processes": report["shards"],

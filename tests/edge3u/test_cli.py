@@ -65,12 +65,6 @@ def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "apt-get install dataset-fashion-mnist" in err
 
 
-@pytest.mark.parametrize("command", ["flow"])
-def test_later_steps_say_they_are_not_there_yet(capsys, command, tmp_path):
-    code, _, err = run_cli(capsys, command, "--run", str(tmp_path))
-    assert code == 3 and "not implemented yet" in err
-
-
 def test_quantize_and_export_follow_train(capsys, trained):
     code, out, _ = run_cli(capsys, "quantize", "--run", str(trained), "--epochs", "1",
                            "--json", "--quiet")
