@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthesis only: skip place and route (no Fmax)")
     flow.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     flow.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep = sub.add_parser("sweep", help="design-space sweep: PE arrays x bit-widths x latency "
+                                         "budgets, with the Pareto front")
+    _common(sweep, run_required=False)
+    sweep.add_argument("--config", type=Path, metavar="FILE",
+                       help="base configuration (default: the Fashion-MNIST config)")
+    sweep.add_argument("--grid", nargs="+", required=True, metavar="AXIS=V1,V2",
+                       help="axes: pe=4x4,8x4  weight_bits=2,ternary  act_bits=4,8  "
+                            "budget=0,900 (cycles)")
+    sweep.add_argument("--jobs", type=int, default=2, help="points run in parallel (default 2)")
+    sweep.add_argument("--target", default="ecp5", help="synthesis target (default ecp5)")
+    sweep.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -234,12 +246,25 @@ def _flow(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from edge3u.sweep import parse_grid, sweep_run
+
+    config = load_config(args.config) if args.config else load_config()
+    out = args.run or Path("runs") / f"sweep-{args.config.stem if args.config else 'fashion_mnist'}"
+    summary = sweep_run(config, parse_grid(args.grid), out, jobs=args.jobs, target=args.target,
+                        data_path=args.data, progress=not args.quiet)
+    print((Path(out) / "sweep.md").read_text())
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "quantize": _quantize, "export": _export,
-                "elaborate": _elaborate, "simulate": _simulate, "flow": _flow,
+                "elaborate": _elaborate, "simulate": _simulate, "flow": _flow, "sweep": _sweep,
                 **FPGA_COMMANDS}[args.command](args)
     except (ConfigError, DataError, RunError, RomError, ToolError, ProtocolError,
             BoardError) as error:

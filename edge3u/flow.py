@@ -124,8 +124,10 @@ def _steps(run: Path, config: Config, *, quick: bool, images: int, target: str, 
 
 def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
              images: int | None = None, target: str = "ecp5", place: bool = True,
-             data_path: str | None = None, progress: bool = True) -> dict:
-    """Run every step that is not up to date; returns the report (also ``report.json``)."""
+             data_path: str | None = None, progress: bool = True,
+             skip: tuple[str, ...] = ()) -> dict:
+    """Run every step that is not up to date (but those in ``skip``); returns the report
+    (also ``report.json``)."""
     from edge3u.synth import TARGETS
 
     run = Path(run)
@@ -146,6 +148,8 @@ def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
     run.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     for k, name in enumerate(STEPS, 1):
+        if name in skip:
+            continue
         done = state["steps"].get(name)
         head = f"[{k}/{len(STEPS)}] {name:<9}"
         if done and done["fingerprint"] == prints[name]:
@@ -180,10 +184,12 @@ def _say(progress: bool, text: str) -> None:
 def build_report(run: Path, state: dict) -> dict:
     """The figures of the whole flow, from the steps' own outputs."""
     s = {name: step["figures"] for name, step in state["steps"].items()}
-    quant, elab, sim, syn = s["quantize"], s["elaborate"], s["simulate"], s["synth"]
+    quant, elab, syn = s["quantize"], s["elaborate"], s["synth"]
+    sim = s.get("simulate", {"rtl_cycles": None, "mismatches": None, "images": 0,
+                             "rtl_accuracy": None})
     fmax = syn.get("fmax_mhz")
     return {
-        "accuracy": quant["int_accuracy"], "dense_acc": s["dense"]["dense_acc"],
+        "accuracy": quant["int_accuracy"], "dense_acc": s.get("dense", {}).get("dense_acc"),
         "float_tt_acc": quant["float_tt_accuracy"],
         "fake_quant_acc": quant["fake_quant_accuracy"],
         "memory_reduction": s["train"]["memory_reduction"], "ranks": s["train"]["ranks"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge3u.flow import STEPS
 from edge3u.runs import atomic_write
 
 __all__ = ["plot_stage_cycles", "write_report"]
@@ -73,7 +74,8 @@ def write_report(run: Path, report: dict, state: dict) -> Path:
         f"| Fmax | {fmax} |",
         f"| latency | {latency} |", "",
         "## Steps", "", "| step | seconds |", "| --- | --- |",
-        *[f"| {name} | {step['seconds']:.0f} |" for name, step in state["steps"].items()], "",
+        *[f"| {name} | {state['steps'][name]['seconds']:.0f} |" for name in STEPS
+          if name in state["steps"]], "",
         "## Plots", "",
         "![training](plots/training.png)", "", "![ranks](plots/ranks.png)", "",
         "![stage cycles](plots/stage_cycles.png)", ""]

@@ -97,7 +97,11 @@ def check_budget(config) -> int | None:
     shapes = [(tuple(layer.in_modes), tuple(layer.out_modes), (1,) * (len(layer.in_modes) + 1))
               for layer in config.layers]
     floor = network_cycles(shapes, config.hardware)
-    if floor is None or floor > budget:
+    hw = config.hardware
+    if floor is None:
+        raise ConfigError(f"the latency budget of {budget} cycles cannot be met: the network "
+                          f"does not fit the {hw.pe_rows} x {hw.pe_cols} array at any rank")
+    if floor > budget:
         raise ConfigError(f"the latency budget of {budget} cycles cannot be met: with every rank "
                           f"at 1 the network takes {floor} cycles on the "
                           f"{config.hardware.pe_rows} x {config.hardware.pe_cols} array")

@@ -1,0 +1,52 @@
+"""``edge3u flow`` on the digits config: every step runs once, the report carries the figures,
+the RTL agrees with the golden model, and a second flow keeps every unchanged step."""
+
+import json
+
+from edge3u.cli import main
+from edge3u.flow import REPORT_KEYS, STEPS, fingerprints
+from tests_paths import DIGITS_CONFIG
+
+
+def test_flow_runs_every_step_once_and_reports(capsys, tmp_path):
+    run = tmp_path / "flow"
+    args = ["flow", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quick",
+            "--images", "20", "--no-place", "--json", "--quiet"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(REPORT_KEYS) <= set(report)
+    assert report["mismatches"] == 0 and report["simulated_images"] == 20
+    assert report["rtl_cycles"] == report["model_cycles"] >= report["bound_cycles"]
+    assert report["luts"] > 0 and report["fmax_mhz"] is None  # --no-place
+    for name in ("report.md", "report.json", "plots/stage_cycles.png", "plots/training.png"):
+        assert (run / name).is_file()
+    state = json.loads((run / "flow.json").read_text())
+    assert set(state["steps"]) == set(STEPS)
+    assert main(args[:-1]) == 0  # again, with progress: every step is kept
+    err = capsys.readouterr().err
+    assert err.count("unchanged, kept") == len(STEPS) and "running" not in err
+    assert main(args[:7] + ["21", "--no-place"]) == 0  # more images: simulate only
+    err = capsys.readouterr().err
+    assert err.count("unchanged, kept") == len(STEPS) - 1 and "[6/7] simulate  running" in err
+    assert json.loads((run / "report.json").read_text())["simulated_images"] == 21
+
+
+def test_fingerprints_follow_what_each_step_reads(digits_config):
+    base = fingerprints(digits_config, quick=True, images=10, target="ecp5", place=True)
+    quant = fingerprints(digits_config.replace(quant={"epochs": 2}), quick=True, images=10,
+                         target="ecp5", place=True)
+    assert [base[s] == quant[s] for s in STEPS] == [True, True] + [False] * 5
+    hw = fingerprints(digits_config.replace(hardware={"pe_cols": 8}), quick=True, images=10,
+                      target="ecp5", place=True)
+    assert [base[s] == hw[s] for s in STEPS] == [True, False] + [False] * 5  # orders, budget
+    images = fingerprints(digits_config, quick=True, images=11, target="ecp5", place=True)
+    assert [base[s] == images[s] for s in STEPS] == [True] * 5 + [False, True]
+
+
+def test_a_flow_never_overwrites_another_training(capsys, tmp_path):
+    run = tmp_path / "quick"
+    assert main(["train", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quick",
+                 "--quiet"]) == 0
+    code = main(["flow", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quiet"])
+    assert code == 2
+    assert "never overwritten: choose a new --run" in capsys.readouterr().err
