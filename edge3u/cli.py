@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge3u.board import BoardError
+from edge3u.board_link import BoardError
 from edge3u.cli_fpga import COMMANDS as FPGA_COMMANDS
 from edge3u.cli_fpga import add_fpga_commands
 from edge3u.config import ConfigError, load_config

@@ -96,7 +96,7 @@ def _build(args) -> int:
 
 
 def _board(args) -> int:
-    from edge3u.board import board_run
+    from edge3u.board_link import board_run
 
     f = board_run(args.run, args.port, images=args.images, baud=args.baud,
                   data_path=args.data, timeout=args.timeout)

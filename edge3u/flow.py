@@ -184,7 +184,9 @@ def _say(progress: bool, text: str) -> None:
 def build_report(run: Path, state: dict) -> dict:
     """The figures of the whole flow, from the steps' own outputs."""
     s = {name: step["figures"] for name, step in state["steps"].items()}
-    quant, elab, syn = s["quantize"], s["elaborate"], s["synth"]
+    quant, elab = s["quantize"], s["elaborate"]
+    syn = s.get("synth", {"target": None, "luts": None, "ffs": None, "brams": None,
+                          "dsps": None})
     sim = s.get("simulate", {"rtl_cycles": None, "mismatches": None, "images": 0,
                              "rtl_accuracy": None})
     fmax = syn.get("fmax_mhz")

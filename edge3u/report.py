@@ -67,10 +67,12 @@ def write_report(run: Path, report: dict, state: dict) -> Path:
         f"| latency budget | {budget} |",
         f"| cycles per inference: RTL / model / bound | {r['rtl_cycles']} / "
         f"{r['model_cycles']:,} / {r['bound_cycles']:,} |",
-        f"| RTL vs golden model | {r['mismatches']} mismatches in {r['simulated_images']:,} "
-        f"images (RTL accuracy {_pct(r['rtl_accuracy'])}) |",
-        f"| {r['target']}: LUTs / FFs / BRAMs / DSPs | {r['luts']:,} / {r['ffs']:,} / "
-        f"{r['brams']:g} / {r['dsps']} |",
+        (f"| RTL vs golden model | {r['mismatches']} mismatches in {r['simulated_images']:,} "
+         f"images (RTL accuracy {_pct(r['rtl_accuracy'])}) |" if r["simulated_images"] else
+         "| RTL vs golden model | not simulated |"),
+        (f"| {r['target']}: LUTs / FFs / BRAMs / DSPs | {r['luts']:,} / {r['ffs']:,} / "
+         f"{r['brams']:g} / {r['dsps']} |" if r["luts"] is not None else
+         "| synthesis | not run |"),
         f"| Fmax | {fmax} |",
         f"| latency | {latency} |", "",
         "## Steps", "", "| step | seconds |", "| --- | --- |",

@@ -11,7 +11,7 @@ import torch
 from amaranth import ClockDomain, ClockSignal, Module
 from amaranth.sim import Simulator
 
-from edge3u.board import BoardError, BoardLink
+from edge3u.board_link import BoardError, BoardLink
 from edge3u.models import golden, schedule
 from edge3u.models.random_network import random_case, random_network
 from edge3u.rtl import protocol
