@@ -51,12 +51,21 @@ def yosys_script(target: str, top: str, verilog: str, *, dsp: bool) -> str:
         raise ValueError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
     flags = {"ice40": " -dsp" if dsp else ""}.get(target, "" if dsp else " -nodsp")
     synth = f"{_SYNTH[target]} -top {top}{flags}"
+    # synth_ecp5 and synth_xilinx with their LUT mapping (abc9) replaced by classic abc: on
+    # some of our designs yosys 0.70's abc9 leaves nets with two drivers (ECP5; `check`
+    # reports them) or fails an assertion (Xilinx).
     if target == "ecp5":
-        # synth_ecp5 with its LUT mapping (abc9) replaced by classic abc: on some of our
-        # designs yosys 0.70's abc9 leaves nets with two drivers (`check` reports them).
         synth = (f"{synth} -run :map_luts\n"
                  f"techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
                  f"{synth} -run map_cells:")
+    elif target == "xilinx":
+        synth = f"{synth} -noiopad"  # out of context: the top's ports are not pins
+        synth = (f"{synth} -run :map_luts\n"
+                 f"opt_expr -mux_undef -noclkinv\nabc -luts 2:2,3,6:5,10,20\nclean\n"
+                 f"xilinx_srl -fixed -minlen 3\n"
+                 f"techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6\n"
+                 f"xilinx_dffopt\nopt_lut_ins -tech xilinx\n"
+                 f"{synth} -run finalize:")
     return (f"read_verilog -sv {verilog}\n{synth}\ncheck -assert\nwrite_json netlist.json\n"
             f"tee -q -o stat.json stat -json\n")
 

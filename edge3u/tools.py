@@ -90,12 +90,12 @@ def run_logged(command: list[str], log: Path, *, cwd: Path, label: str, phase: s
             while True:
                 code = process.poll()
                 if log.exists():
-                    with open(log) as f:
+                    with open(log, "rb") as f:
                         f.seek(position)
                         chunk = f.read()
-                    complete = chunk[:chunk.rfind("\n") + 1]
-                    position += len(complete.encode())
-                    for line in complete.splitlines(keepends=True):
+                    complete = chunk[:chunk.rfind(b"\n") + 1]
+                    position += len(complete)
+                    for line in complete.decode(errors="replace").splitlines(keepends=True):
                         lines.append(line)
                         show(line)
                 if code is not None:

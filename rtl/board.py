@@ -18,9 +18,7 @@ from edge3u.rtl.program import Program
 from edge3u.rtl.top import Top
 from edge3u.rtl.uart import UARTReceiver, UARTTransmitter, check_divisor
 
-__all__ = ["BoardTop", "identity_of", "PORTS"]
-
-PORTS = ("clk", "rst", "uart_rx", "uart_tx", "led")
+__all__ = ["BoardTop", "identity_of"]
 
 
 def identity_of(program: Program) -> protocol.Identity:
@@ -41,7 +39,9 @@ def _word(data: bytes) -> int:
 
 
 class BoardTop(wiring.Component):
-    """Parameters
+    """The accelerator, a UART, a reset synchroniser and (ECP5) a PLL, on the board's pins.
+
+    Parameters
     ----------
     program : Program
     rows, cols : int
@@ -91,7 +91,7 @@ class BoardTop(wiring.Component):
         width = ident.logit_bytes * 8
         logits = [Signal(signed(width), name=f"logit{c}") for c in range(ident.classes)]
         m.d.comb += [wide.eq(core.o_result.payload.logits[c]) for c, wide in enumerate(logits)]
-        length = max(protocol.result_length(ident), 7)
+        length = max(protocol.result_length(ident), protocol.IDENTITY_LENGTH)
         reply = Signal(8 * length)
         left = Signal(range(length + 1))
         cls = Signal(8)

@@ -126,3 +126,17 @@ def test_board_names_a_port_it_cannot_open(capsys, trained):
     code, _, err = run_cli(capsys, "board", "--run", str(trained), "--port", "/dev/edge3u-none",
                            "--images", "2")
     assert code == 2 and "cannot open serial port '/dev/edge3u-none'" in err
+
+
+def test_build_makes_a_ulx3s_bitstream(capsys, trained):
+    if not (trained / "rom").exists():
+        assert run_cli(capsys, "quantize", "--run", str(trained), "--epochs", "1",
+                       "--quiet")[0] == 0
+        assert run_cli(capsys, "export", "--run", str(trained))[0] == 0
+    code, out, err = run_cli(capsys, "build", "--run", str(trained), "--board", "ulx3s",
+                             "--clock", "50", "--quiet", "--json")
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and figures["timing_met"] and figures["fmax_mhz"] >= 50
+    assert figures["pll"] == [1, 12, 12] and figures["uart_divisor"] == 434  # 25 -> 50 MHz
+    bitstream = trained / "board" / "ulx3s" / "edge3u_board_ulx3s.bit"
+    assert bitstream.stat().st_size > 100_000 and figures["bitstream"] == str(bitstream)
