@@ -41,11 +41,16 @@ def fingerprints(config: Config, *, quick: bool, images: int, target: str,
     fingerprint of its step and of every step after it."""
     c = config.to_dict()
     network = {"network": c["network"], "data": c["data"]}
-    budget = {k: c["hardware"][k] for k in ("latency_budget_cycles", "latency_budget_us",
-                                            "pe_rows", "pe_cols", "requant_lanes", "clock_mhz")}
+    hw = c["hardware"]
+    array = {k: hw[k] for k in ("pe_rows", "pe_cols", "requant_lanes")}
+    # training reads the array only to meet a latency budget; quantization fixes the stage
+    # orders, which the array decides
+    budget = (array | {k: hw[k] for k in ("latency_budget_cycles", "latency_budget_us",
+                                          "clock_mhz")}
+              if config.hardware.budget_cycles else None)
     out = {"dense": _digest(FLOW_VERSION, network, c["train"], quick)}
     out["train"] = _digest(FLOW_VERSION, network, c["train"], budget, quick)
-    out["quantize"] = _digest(out["train"], c["quant"], quick)
+    out["quantize"] = _digest(out["train"], c["quant"], array, quick)
     out["export"] = _digest(out["quantize"])
     out["elaborate"] = _digest(out["export"], c["hardware"])
     out["simulate"] = _digest(out["elaborate"], images)

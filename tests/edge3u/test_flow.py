@@ -38,7 +38,10 @@ def test_fingerprints_follow_what_each_step_reads(digits_config):
     assert [base[s] == quant[s] for s in STEPS] == [True, True] + [False] * 5
     hw = fingerprints(digits_config.replace(hardware={"pe_cols": 8}), quick=True, images=10,
                       target="ecp5", place=True)
-    assert [base[s] == hw[s] for s in STEPS] == [True, False] + [False] * 5  # orders, budget
+    assert [base[s] == hw[s] for s in STEPS] == [True, True] + [False] * 5  # the orders
+    budget = fingerprints(digits_config.replace(hardware={"latency_budget_cycles": 250}),
+                          quick=True, images=10, target="ecp5", place=True)
+    assert [base[s] == budget[s] for s in STEPS] == [True] + [False] * 6
     images = fingerprints(digits_config, quick=True, images=11, target="ecp5", place=True)
     assert [base[s] == images[s] for s in STEPS] == [True] * 5 + [False, True]
 
