@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--images", type=int, metavar="N",
                       help="test images simulated on Verilator (default 1000, --quick 200)")
     flow.add_argument("--target", default="ecp5", help="synthesis target (default ecp5)")
-    flow.add_argument("--no-place", action="store_true",
-                      help="synthesis only: skip place and route (no Fmax)")
+    flow.add_argument("--place", action="store_true",
+                      help="also place and route (ECP5: post-route Fmax); for the default "
+                           "design this takes about an hour on 2 cores")
     flow.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     flow.add_argument("--quiet", action="store_true", help="no progress output")
     sweep = sub.add_parser("sweep", help="design-space sweep: PE arrays x bit-widths x latency "
@@ -226,7 +227,7 @@ def _flow(args) -> int:
     run = args.run or Path("runs") / (((args.config.stem if args.config else "fashion_mnist"))
                                       + ("-quick" if args.quick else ""))
     report = flow_run(config, run, quick=args.quick, images=args.images, target=args.target,
-                      place=not args.no_place, data_path=args.data, progress=not args.quiet)
+                      place=args.place, data_path=args.data, progress=not args.quiet)
     fmax = report["fmax_mhz"]
     _print_rows([
         ("integer model accuracy", f"{100 * report['accuracy']:.2f} % (dense FP32 "
@@ -239,7 +240,7 @@ def _flow(args) -> int:
                                 f"{report['simulated_images']:,} images"),
         (report["target"], f"{report['luts']:,} LUTs, Fmax "
                            + (f"{fmax:.1f} MHz, {report['latency_us']:.2f} us" if fmax
-                              else "not placed")),
+                              else "not placed and routed (--place)")),
         ("report", str(Path(run) / "report.md"))])
     if args.json:
         print(json.dumps({k: report[k] for k in REPORT_KEYS} | report))

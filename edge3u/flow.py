@@ -128,7 +128,7 @@ def _steps(run: Path, config: Config, *, quick: bool, images: int, target: str, 
 
 
 def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
-             images: int | None = None, target: str = "ecp5", place: bool = True,
+             images: int | None = None, target: str = "ecp5", place: bool = False,
              data_path: str | None = None, progress: bool = True,
              skip: tuple[str, ...] = ()) -> dict:
     """Run every step that is not up to date (but those in ``skip``); returns the report

@@ -22,7 +22,7 @@ __all__ = ["TARGETS", "DEVICES", "Device", "yosys_script", "cell_resources", "fi
 
 SYNTH_DIR = "synth"
 TARGETS = ("ecp5", "ice40", "xilinx")
-FLOW_VERSION = 1  # part of the cache key: bump when the scripts or the parsing change
+FLOW_VERSION = 2  # part of the cache key: bump when the scripts or the parsing change
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ DEVICES = {
     "ice40": Device("iCE40UP5K SG48", 5280, 5280, 30, 8),
     "xilinx": Device("xc7a35t", 20800, 41600, 50, 90),
 }
-_SYNTH = {"ecp5": "synth_ecp5", "ice40": "synth_ice40", "xilinx": "synth_xilinx -family xc7"}
+_SYNTH = {"ecp5": "synth_ecp5", "ice40": "synth_ice40",
+          "xilinx": "synth_xilinx -family xc7 -flatten"}  # flattened, as the others are
 
 
 def yosys_script(target: str, top: str, verilog: str, *, dsp: bool) -> str:

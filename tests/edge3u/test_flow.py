@@ -11,13 +11,13 @@ from tests_paths import DIGITS_CONFIG
 def test_flow_runs_every_step_once_and_reports(capsys, tmp_path):
     run = tmp_path / "flow"
     args = ["flow", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quick",
-            "--images", "20", "--no-place", "--json", "--quiet"]
+            "--images", "20", "--json", "--quiet"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(REPORT_KEYS) <= set(report)
     assert report["mismatches"] == 0 and report["simulated_images"] == 20
     assert report["rtl_cycles"] == report["model_cycles"] >= report["bound_cycles"]
-    assert report["luts"] > 0 and report["fmax_mhz"] is None  # --no-place
+    assert report["luts"] > 0 and report["fmax_mhz"] is None  # no --place
     for name in ("report.md", "report.json", "plots/stage_cycles.png", "plots/training.png"):
         assert (run / name).is_file()
     state = json.loads((run / "flow.json").read_text())
@@ -25,7 +25,7 @@ def test_flow_runs_every_step_once_and_reports(capsys, tmp_path):
     assert main(args[:-1]) == 0  # again, with progress: every step is kept
     err = capsys.readouterr().err
     assert err.count("unchanged, kept") == len(STEPS) and "running" not in err
-    assert main(args[:7] + ["21", "--no-place"]) == 0  # more images: simulate only
+    assert main(args[:7] + ["21"]) == 0  # more images: simulate only
     err = capsys.readouterr().err
     assert err.count("unchanged, kept") == len(STEPS) - 1 and "[6/7] simulate  running" in err
     assert json.loads((run / "report.json").read_text())["simulated_images"] == 21
