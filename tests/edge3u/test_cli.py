@@ -137,6 +137,6 @@ def test_build_makes_a_ulx3s_bitstream(capsys, trained):
                              "--clock", "50", "--quiet", "--json")
     figures = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and figures["timing_met"] and figures["fmax_mhz"] >= 50
-    assert figures["pll"] == [1, 12, 12] and figures["uart_divisor"] == 434  # 25 -> 50 MHz
+    assert figures["pll"] == [1, 2, 12] and figures["uart_divisor"] == 434  # 25 -> 50 MHz
     bitstream = trained / "board" / "ulx3s" / "edge3u_board_ulx3s.bit"
     assert bitstream.stat().st_size > 100_000 and figures["bitstream"] == str(bitstream)
