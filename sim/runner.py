@@ -77,7 +77,8 @@ def build(design, name: str, *, waves: bool = False, optimize: bool = True,
     key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves) + str(optimize)
                           + _BUILD_VERSION)
                          .encode()).hexdigest()[:16]
-    build_dir = (root or cache_root()) / f"{name}-{key}"
+    # absolute: the simulator runs in another folder and reads the bench's files by these paths
+    build_dir = ((root or cache_root()) / f"{name}-{key}").resolve()
     done = build_dir / "edge3u_built"
     if done.exists():
         return build_dir
@@ -108,7 +109,8 @@ def run_bench(build_dir: Path, name: str, module: str, spec: dict, *,
     os.environ.update(_environment())
     from cocotb_tools.runner import get_runner
 
-    test_dir = test_dir or build_dir / "run"
+    build_dir = Path(build_dir).resolve()
+    test_dir = Path(test_dir or build_dir / "run").resolve()
     test_dir.mkdir(exist_ok=True)
     spec_path, report_path = test_dir / "spec.json", test_dir / "report.json"
     spec_path.write_text(json.dumps(spec))

@@ -65,7 +65,7 @@ def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "apt-get install dataset-fashion-mnist" in err
 
 
-def test_quantize_and_export_follow_train(capsys, trained):
+def test_quantize_and_export_follow_train(capsys, trained, monkeypatch):
     code, out, _ = run_cli(capsys, "quantize", "--run", str(trained), "--epochs", "1",
                            "--json", "--quiet")
     assert code == 0
@@ -80,7 +80,8 @@ def test_quantize_and_export_follow_train(capsys, trained):
     assert figures["lint_warnings"] == 0 and figures["model_cycles"] >= figures["bound_cycles"]
     assert {"edge3u_top.v", "weights.hex", "write_table.hex", "summary.json"} <= {
         p.name for p in (trained / "rtl").iterdir()}
-    code, out, _ = run_cli(capsys, "simulate", "--run", str(trained), "--images", "40", "--json")
+    monkeypatch.chdir(trained.parent)  # a relative run folder: the simulator runs elsewhere
+    code, out, _ = run_cli(capsys, "simulate", "--run", trained.name, "--images", "40", "--json")
     assert code == 0
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["images"] == 40 and figures["mismatches"] == 0
