@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--target", default="ecp5", help="synthesis target (default ecp5)")
     flow.add_argument("--place", action="store_true",
                       help="also place and route (ECP5: post-route Fmax); for the default "
-                           "design this takes about an hour on 2 cores")
+                           "design this takes more than an hour on 2 cores")
     flow.add_argument("--data", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     flow.add_argument("--quiet", action="store_true", help="no progress output")
     sweep = sub.add_parser("sweep", help="design-space sweep: PE arrays x bit-widths x latency "
