@@ -46,9 +46,9 @@ def add_fpga_commands(sub, common) -> None:
 
 
 def _rows(rows):
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    from edge3u.cli import _print_rows  # imported when a command runs: cli imports this module
+
+    _print_rows(rows)
 
 
 def _resources(f: dict, at: str = "Fmax") -> list[tuple[str, str]]:

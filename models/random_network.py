@@ -11,7 +11,7 @@ import torch
 from edge3u.models import tt
 from edge3u.models.golden import IntLayer, IntNetwork, Requant
 
-__all__ = ["random_codes", "random_network"]
+__all__ = ["random_codes", "random_network", "random_case", "random_design"]
 
 
 def random_codes(shape, weight_bits, generator: torch.Generator) -> torch.Tensor:
@@ -119,3 +119,15 @@ def random_case(seed: int):
             continue
         layers = [(*s, o) for s, o in zip(shapes, orders)]
         return layers, rows, cols, lanes, weight_bits, activation_bits
+
+
+def random_design(seed: int, **options):
+    """:func:`random_case` ``seed`` as a network and its schedule: ``(net, schedule, rows,
+    cols)``; ``options`` go to :func:`random_network` (e.g. ``input_bits``)."""
+    from edge3u.models import schedule
+
+    layers, rows, cols, lanes, wb, ab = random_case(seed)
+    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed, **options)
+    sched = schedule.build_schedule([layer[:3] for layer in layers],
+                                    [layer[3] for layer in layers], rows * cols, lanes)
+    return net, sched, rows, cols

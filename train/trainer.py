@@ -167,10 +167,10 @@ class Trainer:
             if any(len(k) < r for k, r in zip(keep, layer.ranks[1:-1])):
                 layer.prune(keep)
                 changed = True
-        if changed:
-            self._update_scales()
         budget = self.config.hardware.budget_cycles
         if budget:  # hardware-aware: then cut ranks until the cycle model meets the budget
+            if changed:
+                self._update_scales()  # the cuts are chosen by the scales of the pruned cores
             cuts = fit_budget(self.model, self.scales, self.config.hardware, budget)
             changed = changed or bool(cuts)
         if changed:

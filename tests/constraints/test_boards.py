@@ -8,8 +8,7 @@ from amaranth.back import verilog
 
 from edge3u.constraints.boards import BOARDS, board, constraint_path
 from edge3u.constraints.parse import ConstraintError, parse
-from edge3u.models import schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models.random_network import random_design
 from edge3u.rtl.board import BoardTop
 from edge3u.rtl.pll import ecp5_pll_params
 from edge3u.rtl.program import build_program
@@ -17,10 +16,7 @@ from edge3u.rtl.program import build_program
 
 def verilog_ports(b):
     """The port bits of the board top's Verilog, as a toolchain names them."""
-    layers, rows, cols, lanes, wb, ab = random_case(0)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=0)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+    net, sched, rows, cols = random_design(0)
     pll = ecp5_pll_params(b.oscillator_mhz, b.clock_mhz) if b.uses_pll else None
     top = BoardTop(build_program(net, sched), rows, cols, divisor=8, leds=b.leds,
                    rst_active_low=b.rst_active_low, led_active_low=b.led_active_low, pll=pll)

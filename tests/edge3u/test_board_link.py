@@ -12,8 +12,8 @@ from amaranth import ClockDomain, ClockSignal, Module
 from amaranth.sim import Simulator
 
 from edge3u.board_link import BoardError, BoardLink
-from edge3u.models import golden, schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models import golden
+from edge3u.models.random_network import random_design
 from edge3u.rtl import protocol
 from edge3u.rtl.board import BoardTop
 from edge3u.rtl.program import build_program
@@ -61,10 +61,7 @@ def serve(top, master: int, stop: threading.Event):
 
 @pytest.fixture
 def board_on_a_pty():
-    layers, rows, cols, lanes, wb, ab = random_case(5)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=5)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+    net, sched, rows, cols = random_design(5)
     top = BoardTop(build_program(net, sched), rows, cols, divisor=DIVISOR)
     master, slave = os.openpty()
     stop = threading.Event()

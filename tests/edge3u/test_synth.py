@@ -4,8 +4,7 @@ accelerator for every target (the ECP5 one placed and routed)."""
 import pytest
 from amaranth.back import verilog
 
-from edge3u.models import schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models.random_network import random_design
 from edge3u.rtl.program import build_program
 from edge3u.rtl.top import Top
 from edge3u.synth import cell_resources, final_fmax, synthesize, yosys_script
@@ -45,10 +44,7 @@ def test_scripts_map_multipliers_as_asked():
 
 @pytest.fixture(scope="module")
 def small_verilog(tmp_path_factory):
-    layers, rows, cols, lanes, wb, ab = random_case(4)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=4)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+    net, sched, rows, cols = random_design(4)
     path = tmp_path_factory.mktemp("small") / "edge3u_top.v"
     path.write_text(verilog.convert(Top(build_program(net, sched), rows, cols),
                                     name="edge3u_top", emit_src=False))

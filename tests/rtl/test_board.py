@@ -7,8 +7,8 @@ import torch
 from amaranth import ClockDomain, ClockSignal, Module
 from amaranth.sim import Simulator
 
-from edge3u.models import golden, schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models import golden
+from edge3u.models.random_network import random_design
 from edge3u.rtl import protocol
 from edge3u.rtl.board import BoardTop
 from edge3u.rtl.program import build_program
@@ -17,10 +17,7 @@ DIVISOR = 4
 
 
 def board(seed, **options):
-    layers, rows, cols, lanes, wb, ab = random_case(seed)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+    net, sched, rows, cols = random_design(seed)
     return net, sched, BoardTop(build_program(net, sched), rows, cols, divisor=DIVISOR,
                                 **options)
 
@@ -98,9 +95,6 @@ def test_leds_show_busy_and_polarity():
 
 
 def test_pixels_wider_than_a_byte_are_refused():
-    layers, rows, cols, lanes, wb, ab = random_case(0)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, input_bits=9, seed=0)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+    net, sched, rows, cols = random_design(0, input_bits=9)
     with pytest.raises(ValueError, match="9-bit pixels"):
         BoardTop(build_program(net, sched), rows, cols, divisor=DIVISOR)

@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from edge3u.models import golden, schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models import golden
+from edge3u.models.random_network import random_design
 from edge3u.rtl.layout import build_layout, execute, golden_index
 
 
 def case(seed):
-    layers, rows, cols, lanes, wb, ab = random_case(seed)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed)
-    sched = schedule.build_schedule([layer[:3] for layer in layers], [layer[3] for layer in layers],
-                                    rows * cols, lanes)
+    net, sched, rows, cols = random_design(seed)
     return net, sched
 
 

@@ -5,17 +5,14 @@ equals the cycle model."""
 import numpy as np
 import pytest
 
-from edge3u.models import schedule
-from edge3u.models.random_network import random_case, random_network
+from edge3u.models.random_network import random_design
 from edge3u.sim.board_check import check_board
 
 
 @pytest.mark.parametrize("seed", [2, 7])
 def test_uart_answers_equal_the_golden_model(seed, sim_root):
-    layers, rows, cols, lanes, wb, ab = random_case(seed)
-    net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed)
-    sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
-    images = np.random.default_rng(seed).integers(0, 256, (4, int(np.prod(layers[0][0]))))
+    net, sched, rows, cols = random_design(seed)
+    pixels = int(np.prod(net.layers[0].in_modes))
+    images = np.random.default_rng(seed).integers(0, 256, (4, pixels))
     report = check_board(net, sched, rows, cols, images, divisor=5, root=sim_root)
     assert report == {"images": 4, "problems": []}
