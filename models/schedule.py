@@ -31,7 +31,7 @@ from edge3u.models import tt
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
-           "ARGMAX_LATENCY"]
+           "argmax_cycles"]
 
 #: Cycles from a tile boundary until the finished tile is in the drain register (operand
 #: register, product register, accumulator).
@@ -39,8 +39,11 @@ MAC_LATENCY = 3
 #: Cycles from the last granule leaving the drain register until its write has reached the
 #: buffer (bias, multiply, round and shift, clamp, placement).
 DRAIN_LATENCY = 5
-#: Cycles to pick the class beyond one per logit.
-ARGMAX_LATENCY = 0
+
+
+def argmax_cycles(classes: int) -> int:
+    """Cycles to pick the class: one per level of a pairwise comparison tree, at least one."""
+    return max(1, (classes - 1).bit_length())
 
 
 class ScheduleError(ValueError):
@@ -203,7 +206,7 @@ class Schedule:
 
     def cycles(self) -> int:
         """Cycles from the last input pixel written to the result on the output stream."""
-        return sum(s.cycles() for s in self.stages) + ARGMAX_LATENCY + self.classes
+        return sum(s.cycles() for s in self.stages) + argmax_cycles(self.classes)
 
     @property
     def classes(self) -> int:

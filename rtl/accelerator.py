@@ -6,7 +6,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY
+from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, argmax_cycles
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe_array import PEArray
 from edge3u.rtl.program import Program, pack
@@ -108,11 +108,13 @@ class Accelerator(wiring.Component):
             m.submodules[name] = mem
 
         # ---------------------------------------------------------------- datapath
-        lanes = m.submodules.lanes = ActivationLanes(p.element_bits, p.lane_capacity)
+        lanes = m.submodules.lanes = ActivationLanes(p.element_bits, p.lane_capacity,
+                                                                   p.lane_bits)
         array = m.submodules.array = PEArray(
             self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
             acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
-            granules=[s.granule for s in p.stages], multiplier=self.multiplier)
+            granules=[s.granule for s in p.stages], multiplier=self.multiplier,
+            lane_bits=p.lane_bits)
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
@@ -239,8 +241,7 @@ class Accelerator(wiring.Component):
         self.probes = {"state": state, "stage": stage, "count": count}
         # window_left counts the window down; window_end is high in its last cycle.
         window_left, window_end = Signal.like(count), Signal()
-        best = Signal(signed(A))
-        queue = [Signal(signed(A), name=f"queue{c}") for c in range(p.classes - 1)]
+        winner = self._argmax_tree(m, A, p.classes)
         m.d.sync += self.done.eq(0)
 
         def enter_window(tile, following, prev_writes):
@@ -285,16 +286,10 @@ class Accelerator(wiring.Component):
                         m.d.sync += [state.eq(prologue), count.eq(0)]
                         next_tile()
                         arm_reader(nxt_e)
-            with m.Case(argmax):  # the logits pass by in a queue: no wide multiplexer
+            with m.Case(argmax):  # the comparison tree's levels are registers
                 m.d.sync += count.eq(count + 1)
-                m.d.sync += [a.eq(b) for a, b in zip(queue, queue[1:])]
-                with m.If(count == 0):  # the last logit was written the cycle before
-                    m.d.sync += [best.eq(self.logits[0]), self.cls.eq(0)]
-                    m.d.sync += [q.eq(self.logits[c + 1]) for c, q in enumerate(queue)]
-                with m.Elif(queue[0] > best):
-                    m.d.sync += [best.eq(queue[0]), self.cls.eq(count)]
-                with m.If(count == p.classes - 1):
-                    m.d.sync += [state.eq(idle), self.done.eq(1)]
+                with m.If(count == argmax_cycles(p.classes) - 1):
+                    m.d.sync += [self.cls.eq(winner), state.eq(idle), self.done.eq(1)]
 
         # loader port into the input buffer
         lw = buffers[0].write_port(granularity=p.input_bits)
@@ -302,6 +297,34 @@ class Accelerator(wiring.Component):
                      lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
                      lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
         return m
+
+    def _argmax_tree(self, m, acc_bits, classes):
+        """The class of the largest logit (lowest index on ties) by a tree of pairwise
+        comparisons, one register level per comparison level; the last level is returned
+        combinationally, ``argmax_cycles(classes) - 1`` cycles after the logits are final."""
+        level = [(self.logits[c], Const(c, range(max(2, classes)))) for c in range(classes)]
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            pairs = [level[i:i + 2] for i in range(0, len(level), 2)]
+            last = len(level) <= 2
+            nxt = []
+            for j, pair in enumerate(pairs):
+                if len(pair) == 1:
+                    value, index = pair[0]
+                else:
+                    (lv, li), (rv, ri) = pair
+                    right = rv > lv  # the left (lower index) wins ties
+                    value, index = Mux(right, rv, lv), Mux(right, ri, li)
+                if last:
+                    nxt.append((value, index))
+                    continue
+                v = Signal(signed(acc_bits), name=f"argmax{depth}_{j}_value")
+                i = Signal(range(max(2, classes)), name=f"argmax{depth}_{j}_index")
+                m.d.sync += [v.eq(value), i.eq(index)]
+                nxt.append((v, i))
+            level = nxt
+        return level[0][1]
 
     def _place(self, m, s, p, requant, block, write_ports):
         """Write the drained granule: lanes ``block * g .. block * g + g - 1`` of the row."""

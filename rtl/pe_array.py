@@ -27,6 +27,9 @@ class PEArray(wiring.Component):
         Signed widths (the accumulator width is the network's worst case).
     lanes : int
         Activation lanes.
+    lane_bits : tuple of int, optional
+        Signed width of each lane's values (``heads`` are sign extended to ``act_bits``); a PE
+        multiplies at the width of the widest lane it is routed to. Default: ``act_bits``.
     routes : list of tuple
         Per stage, the lane of every PE.
     granules : list of int
@@ -48,7 +51,7 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, *, act_bits: int, weight_bits: int, acc_bits: int,
-                 lanes: int, routes, granules, multiplier: str = "lut"):
+                 lanes: int, routes, granules, multiplier: str = "lut", lane_bits=None):
         for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PE array {name} must be a positive integer, not {value!r}")
@@ -63,6 +66,11 @@ class PEArray(wiring.Component):
                 raise ValueError(f"stage {s} routes a PE to a lane outside 0 .. {lanes - 1}")
             if not 1 <= g <= pes:
                 raise ValueError(f"stage {s} granule {g} must be in 1 .. {pes}")
+        lane_bits = tuple(lane_bits) if lane_bits is not None else (act_bits,) * lanes
+        if len(lane_bits) != lanes or any(not 2 <= b <= act_bits for b in lane_bits):
+            raise ValueError(f"PE array lane widths must be one integer in 2 .. {act_bits} per "
+                             f"lane ({lanes} lanes), not {lane_bits!r}")
+        self._lane_bits = lane_bits
         self.rows, self.cols, self.pes = rows, cols, pes
         self._bits = (act_bits, weight_bits, acc_bits)
         self.multiplier = multiplier
@@ -79,7 +87,10 @@ class PEArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         act_bits, weight_bits, acc_bits = self._bits
-        pes = [PE(act_bits, weight_bits, acc_bits, self.multiplier) for _ in range(self.pes)]
+        # each PE multiplies at the width of the widest lane it is ever routed to
+        pe_bits = [max([self._lane_bits[route[p]] for route in self._routes if route[p] >= 0]
+                       or [2]) for p in range(self.pes)]
+        pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
@@ -90,13 +101,13 @@ class PEArray(wiring.Component):
                 by_lane.setdefault(route[p], []).append(s)
             if list(by_lane) == [-1]:
                 continue
-            operand = Signal(signed(act_bits), name=f"a{p}")  # routed, then registered
+            operand = Signal(signed(pe_bits[p]), name=f"a{p}")  # routed, then registered
             m.d.comb += pe.a.eq(operand)
             with m.Switch(self.stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
-                            m.d.sync += operand.eq(self.heads[lane])
+                            m.d.sync += operand.eq(self.heads[lane][:pe_bits[p]].as_signed())
         m.d.comb += self.result.eq(pes[0].result)
         with m.If(pes[0].result):
             m.d.sync += [d.eq(pe.acc) for d, pe in zip(drain, pes)]

@@ -81,6 +81,7 @@ class Program:
     requant_lanes: int
     lanes: int                   # activation lane registers
     lane_capacity: tuple         # elements each lane register holds
+    lane_bits: tuple             # signed width of each lane's elements (<= element_bits)
     stages: tuple
     tiles: tuple
     weight_words: list = field(repr=False)   # per address: tuple of P signed codes
@@ -117,7 +118,7 @@ class Program:
             "input_buffer": p.buffer_rows[0] * p.buffer_lanes[0] * p.input_bits,
             "activation_buffers": sum(p.buffer_rows[i] * p.buffer_lanes[i]
                                       for i in (1, 2)) * p.activation_bits,
-            "lane_registers": 2 * sum(p.lane_capacity) * p.element_bits,
+            "lane_registers": 2 * sum(c * b for c, b in zip(p.lane_capacity, p.lane_bits)),
             "write_table": len(p.write_table) * (self.row_bits + self.block_bits),
             "bias": len(p.bias_words) * p.requant_lanes * p.acc_bits,
             "input_table": len(p.input_table) * (self.input_row_bits + self.input_lane_bits),
@@ -180,17 +181,21 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
     weight_bits = signed_bits(-max(codes), max(codes))
     element_bits = max([signed_bits(0, (1 << net.input_bits) - 1),
                         *(signed_bits(s.lo, s.hi) for s in stages if s.multiplier)])
+    # what each stage's elements need as signed lane values
+    stage_bits = [s.in_bits + (0 if s.in_signed else 1) for s in stages]
     # the worst-case sum, and never narrower than one product of the operand widths
     acc_bits = max(max(max(layer.accumulator_bits()) for layer in net.layers),
                    element_bits + weight_bits - 1)
     lanes = max(sm.lanes for sm in schedule.stages)
     capacity = tuple(max([sm.n_inner for sm in schedule.stages if sm.lanes > lane] or [1])
                      for lane in range(lanes))
+    lane_bits = tuple(max([b for sm, b in zip(schedule.stages, stage_bits) if sm.lanes > lane]
+                          or [1]) for lane in range(lanes))
     return Program(
         layout=layout, pes=P, weight_bits=weight_bits, element_bits=element_bits,
         acc_bits=acc_bits, activation_bits=layout.activation_bits, input_bits=net.input_bits,
         requant_lanes=max(sm.granule for sm in schedule.stages), lanes=lanes,
-        lane_capacity=capacity, stages=tuple(stages), tiles=tuple(tiles),
+        lane_capacity=capacity, lane_bits=lane_bits, stages=tuple(stages), tiles=tuple(tiles),
         weight_words=weight_words, write_table=write_table, bias_words=bias_words,
         input_table=list(zip(layout.input_addr.tolist(), layout.input_lane.tolist())),
         logit_class=tuple(int(c) for c in layout.logit_class))

@@ -47,5 +47,11 @@ def test_window_rule_on_a_hand_computed_stage():
     assert (sm.rows, sm.n_inner, sm.n_cols, sm.granule, sm.q) == (1, 12, 5, 5, 1)
     # read 1 row (+1), one window of 12, then MAC latency, one granule, drain latency
     assert sm.cycles() == 2 + 12 + schedule.MAC_LATENCY + 1 + schedule.DRAIN_LATENCY
-    assert sched.cycles() == sm.cycles() + 5  # argmax over 5 logits
+    assert sched.cycles() == sm.cycles() + 3  # argmax tree over 5 logits: 3 levels
     assert sched.bound() == 8  # ceil(60 MACs / 8 PEs)
+
+
+@pytest.mark.parametrize("classes,cycles", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (10, 4),
+                                            (16, 4), (17, 5)])
+def test_argmax_takes_one_cycle_per_tree_level(classes, cycles):
+    assert schedule.argmax_cycles(classes) == cycles

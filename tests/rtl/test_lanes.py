@@ -1,3 +1,5 @@
+import pytest
+
 from edge3u.rtl.lanes import ActivationLanes
 from simulate import run
 
@@ -21,3 +23,28 @@ def test_rows_load_swap_in_and_step_out_one_element_per_cycle():
 
     run(lanes, bench)
     assert heads == [[1, 5], [-2, 6], [3, 6], [-4, 6], [-4, 6]]
+
+
+def test_a_narrow_lane_keeps_only_its_width_and_heads_are_sign_extended():
+    lanes = ActivationLanes(6, (2, 2), lane_bits=(6, 3))
+    heads = []
+
+    async def bench(ctx):
+        for lane, row in enumerate(([-20, 31], [-4, 5])):
+            ctx.set(lanes.row_lane, lane); ctx.set(lanes.row_en, 1); ctx.set(lanes.swap, lane)
+            for e, v in enumerate(row):
+                ctx.set(lanes.row[e], v)
+            await ctx.tick()
+        ctx.set(lanes.row_en, 0); ctx.set(lanes.swap, 0); ctx.set(lanes.step, 1)
+        for _ in range(2):
+            heads.append([ctx.get(lanes.heads[0]), ctx.get(lanes.heads[1])])
+            await ctx.tick()
+
+    run(lanes, bench)
+    assert heads == [[-20, -4], [31, -3]]  # 5 does not fit 3 bits: the lane holds 0b101
+
+
+@pytest.mark.parametrize("lane_bits", [(6,), (7, 3), (0, 3)])
+def test_lane_widths_are_checked(lane_bits):
+    with pytest.raises(ValueError, match="lane widths"):
+        ActivationLanes(6, (2, 2), lane_bits=lane_bits)
