@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge3u.rtl.replica import REPLICA_PREFIX
 from edge3u.runs import RunError, write_json
 from edge3u.tools import ToolError, run_logged, yowasp, yowasp_compiled
 
@@ -22,7 +23,7 @@ __all__ = ["TARGETS", "DEVICES", "Device", "yosys_script", "cell_resources", "fi
 
 SYNTH_DIR = "synth"
 TARGETS = ("ecp5", "ice40", "xilinx")
-FLOW_VERSION = 2  # part of the cache key: bump when the scripts or the parsing change
+FLOW_VERSION = 3  # part of the cache key: bump when the scripts or the parsing change
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def yosys_script(target: str, top: str, verilog: str, *, dsp: bool) -> str:
                  f"techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6\n"
                  f"xilinx_dffopt\nopt_lut_ins -tech xilinx\n"
                  f"{synth} -run finalize:")
-    return (f"read_verilog -sv {verilog}\n{synth}\ncheck -assert\nwrite_json netlist.json\n"
-            f"tee -q -o stat.json stat -json\n")
+    # The replicas (rtl/replica.py) stay modules of their own, so no pass merges the copies.
+    keep = f"setattr -mod -set keep_hierarchy 1 *.{REPLICA_PREFIX}*\n"
+    return (f"read_verilog -sv {verilog}\n{keep}{synth}\ncheck -assert\n"
+            f"write_json netlist.json\ntee -q -o stat.json stat -json\n")
 
 
 def _count(cells: dict, *patterns: str) -> int:
@@ -109,8 +112,10 @@ def final_fmax(log: str) -> dict[str, float]:
 def _stat_cells(path: Path, top: str) -> dict[str, int]:
     stat = json.loads(path.read_text())
     modules = stat.get("modules", {})
-    module = modules.get(f"\\{top}") or modules.get(top) or stat.get("design", {})
-    return {kind.lstrip("$"): int(n) for kind, n in module.get("num_cells_by_type", {}).items()}
+    # the whole design (kept submodules included), else the top module alone
+    module = stat.get("design") or modules.get(f"\\{top}") or modules.get(top) or {}
+    return {kind.lstrip("$"): int(n) for kind, n in module.get("num_cells_by_type", {}).items()
+            if not kind.startswith("\\")}  # instances of kept submodules are counted inside
 
 
 def _relative(path: Path, start: Path) -> str:

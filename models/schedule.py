@@ -33,9 +33,9 @@ __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_or
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
            "argmax_cycles"]
 
-#: Cycles from a tile boundary until the finished tile is in the drain register (operand
-#: register, product register, accumulator).
-MAC_LATENCY = 3
+#: Cycles from a tile boundary until the finished tile is in the drain register (the PE
+#: array's input registers, operand register, product register, accumulator).
+MAC_LATENCY = 4
 #: Cycles from the last granule leaving the drain register until its write has reached the
 #: buffer (bias, multiply, round and shift, clamp, placement).
 DRAIN_LATENCY = 5

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, argmax_cycles
 from edge3u.rtl.lanes import ActivationLanes
+from edge3u.rtl.pe import PE
 from edge3u.rtl.pe_array import PEArray
 from edge3u.rtl.program import Program, pack
 from edge3u.rtl.requantizer import Requantizer, RequantSpec
@@ -17,7 +18,6 @@ __all__ = ["Accelerator"]
 # The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines empty
 # (counting from 0, as the schedule's cycle model does).
 EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
-
 
 
 class Accelerator(wiring.Component):
@@ -114,11 +114,11 @@ class Accelerator(wiring.Component):
             self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
             acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
             granules=[s.granule for s in p.stages], multiplier=self.multiplier,
-            lane_bits=p.lane_bits)
+            lane_bits=[widths[0] for widths in p.lane_bits])
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
-        requant = [Requantizer(A, code_bits, specs) for _ in range(G)]
+        requant = [Requantizer(A, code_bits, specs, replica=e) for e in range(G)]
         for e, rq in enumerate(requant):
             m.submodules[f"requant{e}"] = rq
 
@@ -194,16 +194,24 @@ class Accelerator(wiring.Component):
         m.d.comb += draining.eq(dr_left != 0)
         # A granule drains every cycle dr_left is non-zero, also in the cycle the next tile's
         # sums arrive (when a tile's writes equal its window length).
+        # dr_left_next is what dr_left becomes: the array registers its drain shift, so it is
+        # told one cycle ahead.
+        dr_left_next = Signal.like(dr_left)
+        m.d.comb += dr_left_next.eq(dr_left)
+        m.d.sync += dr_left.eq(dr_left_next)
         with m.If(draining):
-            m.d.sync += [dr_left.eq(dr_left - 1), granule.eq(granule + 1)]
+            m.d.comb += dr_left_next.eq(dr_left - 1)
+            m.d.sync += granule.eq(granule + 1)
             with m.If(has_bias):
                 m.d.sync += bias_index.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
-        writes1, writes2 = Signal.like(snap_writes), Signal.like(snap_writes)
-        m.d.sync += [writes1.eq(snap_writes), writes2.eq(writes1)]
+        writes = [snap_writes]
+        for d in range(PE.latency + PEArray.latency):
+            writes.append(Signal.like(snap_writes, name=f"writes{d + 1}"))
+            m.d.sync += writes[-1].eq(writes[-2])
         with m.If(array.result):
-            m.d.sync += dr_left.eq(writes2)
-        m.d.comb += array.advance.eq(draining)
+            m.d.comb += dr_left_next.eq(writes[-1])
+        m.d.comb += array.advance.eq(dr_left_next != 0)
         wt = write_table.read_port()
         bias = biases.read_port()
         m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]

@@ -4,6 +4,8 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from edge3u.rtl.replica import REPLICA_PREFIX, Replica
+
 __all__ = ["ActivationLanes"]
 
 
@@ -15,16 +17,22 @@ class ActivationLanes(wiring.Component):
     moves every active lane on by one element. ``heads`` is each lane's front element (the PE
     array routes and registers it, in step with the weight ROM's registered read).
 
+    Every input is registered first, so all of it takes effect one cycle later (``latency``):
+    the row once for all lanes, the controls once per lane, in a :class:`Replica` each, so no
+    control net spans the whole lane array.
+
     Parameters
     ----------
     element_bits : int
         Signed width of one element.
     capacity : tuple of int
         Elements each lane holds (the longest row it ever receives).
-    lane_bits : tuple of int, optional
-        Signed width each lane stores (the widest element it ever receives, at most
-        ``element_bits``); by default ``element_bits`` for every lane. ``heads`` are sign
-        extended, so a lane that only ever holds narrow codes costs only their width.
+    lane_bits : tuple, optional
+        Per lane, the signed width of its elements: one integer for all of them or a tuple with
+        one per element (widths never grow along a lane, as elements only move to the front).
+        Each is the widest value that position ever receives, at most ``element_bits`` (the
+        default). ``heads`` are sign extended, so positions that only ever hold narrow codes
+        cost only their width.
 
     Members
     -------
@@ -40,11 +48,15 @@ class ActivationLanes(wiring.Component):
         if not capacity or any(not isinstance(c, int) or c < 1 for c in capacity):
             raise ValueError(f"lane capacities must be positive integers, not {capacity!r}")
         lane_bits = tuple(lane_bits) if lane_bits is not None else (element_bits,) * len(capacity)
+        widths = tuple((b,) * c if isinstance(b, int) else tuple(b)
+                       for b, c in zip(lane_bits, capacity))
         if len(lane_bits) != len(capacity) or any(
-                not isinstance(b, int) or not 1 <= b <= element_bits for b in lane_bits):
-            raise ValueError(f"lane widths must be one integer in 1 .. {element_bits} per lane "
-                             f"({len(capacity)} lanes), not {lane_bits!r}")
-        self._bits, self._capacity, self._lane_bits = element_bits, capacity, lane_bits
+                len(w) != c or any(not isinstance(b, int) or not 1 <= b <= element_bits for b in w)
+                or any(a < b for a, b in zip(w, w[1:])) for w, c in zip(widths, capacity)):
+            raise ValueError(f"lane widths must be, per lane ({len(capacity)} lanes), an integer "
+                             f"in 1 .. {element_bits} or one per element, never growing along "
+                             f"the lane; not {lane_bits!r}")
+        self._bits, self._capacity, self._widths = element_bits, capacity, widths
         super().__init__({
             "row": In(data.ArrayLayout(signed(element_bits), max(capacity))),
             "row_lane": In(range(max(2, len(capacity)))), "row_en": In(1),
@@ -52,19 +64,29 @@ class ActivationLanes(wiring.Component):
             "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
         })
 
+    latency = 1
+    """Cycles from an input to its effect on the registers."""
+
     def elaborate(self, platform):
         m = Module()
-        for lane, (cap, bits) in enumerate(zip(self._capacity, self._lane_bits)):
-            shadow = [Signal(signed(bits), name=f"shadow{lane}_{e}") for e in range(cap)]
-            active = [Signal(signed(bits), name=f"active{lane}_{e}") for e in range(cap)]
-            row = [self.row[e][:bits].as_signed() for e in range(cap)]
-            with m.If(self.row_en & (self.row_lane == lane)):
+        row_d = Signal.like(self.row, name="row_d")
+        m.d.sync += row_d.eq(self.row)
+        for lane, widths in enumerate(self._widths):
+            ctl = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
+                {"load": 1, "swap": 1, "step": 1})
+            load = self.row_en & (self.row_lane == lane)
+            m.d.comb += [ctl.inp.load.eq(load), ctl.inp.swap.eq(self.swap),
+                         ctl.inp.step.eq(self.step)]
+            shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
+            active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]
+            row = [row_d[e][:b].as_signed() for e, b in enumerate(widths)]
+            with m.If(ctl.out.load):
                 m.d.sync += [s.eq(v) for s, v in zip(shadow, row)]
-            with m.If(self.swap & self.row_en & (self.row_lane == lane)):
+            with m.If(ctl.out.swap & ctl.out.load):
                 m.d.sync += [a.eq(v) for a, v in zip(active, row)]
-            with m.Elif(self.swap):
+            with m.Elif(ctl.out.swap):
                 m.d.sync += [a.eq(s) for a, s in zip(active, shadow)]
-            with m.Elif(self.step):
+            with m.Elif(ctl.out.step):
                 m.d.sync += [a.eq(b) for a, b in zip(active, active[1:])]
             m.d.comb += self.heads[lane].eq(active[0])
         return m

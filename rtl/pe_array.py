@@ -6,6 +6,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.rtl.pe import PE
+from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["PEArray"]
 
@@ -18,6 +19,12 @@ class PEArray(wiring.Component):
     tile's sums are finished (``result``) they are copied into the drain register; every
     ``advance`` then shifts it down by the stage's granule size, so ``granule`` always presents
     the next granule's sums.
+
+    Every input is registered once on the way in (``latency``): heads (routed to the PE) and
+    weights of the same cycle are multiplied together; the controls are copied per PE row in
+    a :class:`Replica` each, so no control net spans the array. ``result`` and ``granule``
+    are therefore one cycle later than they would be without the input registers, and
+    ``advance`` is given a cycle ahead: the drain shifts in the cycle after it is high.
 
     Parameters
     ----------
@@ -84,6 +91,9 @@ class PEArray(wiring.Component):
             "granule": Out(data.ArrayLayout(signed(acc_bits), max(granules))),
         })
 
+    latency = 1
+    """Cycles every input spends in the array's input registers before it reaches a PE."""
+
     def elaborate(self, platform):
         m = Module()
         act_bits, weight_bits, acc_bits = self._bits
@@ -91,11 +101,21 @@ class PEArray(wiring.Component):
         pe_bits = [max([self._lane_bits[route[p]] for route in self._routes if route[p] >= 0]
                        or [2]) for p in range(self.pes)]
         pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
+        # one registered copy of the controls per PE row: no control net spans the array
+        rows = []
+        for r in range(self.rows):
+            ctl = m.submodules[f"{REPLICA_PREFIX}{r}"] = Replica(
+                {"valid": 1, "first": 1, "advance": 1, "stage": self.stage.shape()})
+            m.d.comb += [ctl.inp.valid.eq(self.valid), ctl.inp.first.eq(self.first),
+                         ctl.inp.advance.eq(self.advance), ctl.inp.stage.eq(self.stage)]
+            rows.append(ctl.out)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
+            ctl = rows[p // self.cols]
             m.submodules[f"pe{p}"] = pe
-            m.d.comb += [pe.w.eq(self.weights[p]), pe.valid.eq(self.valid),
-                         pe.first.eq(self.first)]
+            w = Signal(signed(weight_bits), name=f"w{p}")
+            m.d.sync += w.eq(self.weights[p])
+            m.d.comb += [pe.w.eq(w), pe.valid.eq(ctl.valid), pe.first.eq(ctl.first)]
             by_lane = {}
             for s, route in enumerate(self._routes):
                 by_lane.setdefault(route[p], []).append(s)
@@ -103,22 +123,23 @@ class PEArray(wiring.Component):
                 continue
             operand = Signal(signed(pe_bits[p]), name=f"a{p}")  # routed, then registered
             m.d.comb += pe.a.eq(operand)
-            with m.Switch(self.stage):
+            with m.Switch(ctl.stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
                             m.d.sync += operand.eq(self.heads[lane][:pe_bits[p]].as_signed())
         m.d.comb += self.result.eq(pes[0].result)
-        with m.If(pes[0].result):
-            m.d.sync += [d.eq(pe.acc) for d, pe in zip(drain, pes)]
-        with m.Elif(self.advance):
-            by_size = {}
-            for s, g in enumerate(self._granules):
-                by_size.setdefault(g, []).append(s)
-            with m.Switch(self.stage):
-                for g, stages in by_size.items():
-                    with m.Case(*stages):
-                        m.d.sync += [drain[p].eq(drain[p + g] if p + g < self.pes else 0)
-                                     for p in range(self.pes)]
+        by_size = {}
+        for s, g in enumerate(self._granules):
+            by_size.setdefault(g, []).append(s)
+        for p, pe in enumerate(pes):
+            ctl, row_head = rows[p // self.cols], pes[p - p % self.cols]
+            with m.If(row_head.result):  # the row's own copy of the tile-finished marker
+                m.d.sync += drain[p].eq(pe.acc)
+            with m.Elif(ctl.advance):
+                with m.Switch(ctl.stage):
+                    for g, stages in by_size.items():
+                        with m.Case(*stages):
+                            m.d.sync += drain[p].eq(drain[p + g] if p + g < self.pes else 0)
         m.d.comb += [self.granule[e].eq(drain[e]) for e in range(len(self.granule))]
         return m

@@ -81,7 +81,7 @@ class Program:
     requant_lanes: int
     lanes: int                   # activation lane registers
     lane_capacity: tuple         # elements each lane register holds
-    lane_bits: tuple             # signed width of each lane's elements (<= element_bits)
+    lane_bits: tuple             # per lane, the signed width of each element (<= element_bits)
     stages: tuple
     tiles: tuple
     weight_words: list = field(repr=False)   # per address: tuple of P signed codes
@@ -118,7 +118,7 @@ class Program:
             "input_buffer": p.buffer_rows[0] * p.buffer_lanes[0] * p.input_bits,
             "activation_buffers": sum(p.buffer_rows[i] * p.buffer_lanes[i]
                                       for i in (1, 2)) * p.activation_bits,
-            "lane_registers": 2 * sum(c * b for c, b in zip(p.lane_capacity, p.lane_bits)),
+            "lane_registers": 2 * sum(sum(widths) for widths in p.lane_bits),
             "write_table": len(p.write_table) * (self.row_bits + self.block_bits),
             "bias": len(p.bias_words) * p.requant_lanes * p.acc_bits,
             "input_table": len(p.input_table) * (self.input_row_bits + self.input_lane_bits),
@@ -189,8 +189,10 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
     lanes = max(sm.lanes for sm in schedule.stages)
     capacity = tuple(max([sm.n_inner for sm in schedule.stages if sm.lanes > lane] or [1])
                      for lane in range(lanes))
-    lane_bits = tuple(max([b for sm, b in zip(schedule.stages, stage_bits) if sm.lanes > lane]
-                          or [1]) for lane in range(lanes))
+    # every lane position as wide as the widest value a stage ever puts there
+    lane_bits = tuple(tuple(max([b for sm, b in zip(schedule.stages, stage_bits)
+                                 if sm.lanes > lane and sm.n_inner > e] or [2])
+                            for e in range(cap)) for lane, cap in enumerate(capacity))
     return Program(
         layout=layout, pes=P, weight_bits=weight_bits, element_bits=element_bits,
         acc_bits=acc_bits, activation_bits=layout.activation_bits, input_bits=net.input_bits,

@@ -36,6 +36,11 @@ class Requantizer(wiring.Component):
         Signed width of the output codes.
     specs : list of RequantSpec
         One per stage; ``stage`` selects.
+    replica : int
+        Which of the drain's requantizers this is. Every requantizer registers the stage's
+        multiplier right beside its own multiply; the replica number is that register's reset
+        value, so synthesis cannot merge the copies into one register driving every lane's
+        multiplier across the chip (the value after reset is never used).
 
     Members
     -------
@@ -51,10 +56,13 @@ class Requantizer(wiring.Component):
 
     latency = 4
 
-    def __init__(self, acc_bits: int, code_bits: int, specs):
+    def __init__(self, acc_bits: int, code_bits: int, specs, replica: int = 0):
         if not specs:
             raise ValueError("a requantizer needs at least one stage spec")
         self._acc_bits, self._code_bits, self._specs = acc_bits, code_bits, list(specs)
+        if not isinstance(replica, int) or replica < 0:
+            raise ValueError(f"requantizer replica must be a non-negative integer, not {replica!r}")
+        self._replica = replica
         for spec in self._specs:
             if spec.multiplier and not (-(1 << (code_bits - 1)) <= spec.lo
                                         and spec.hi < (1 << (code_bits - 1))):
@@ -73,7 +81,9 @@ class Requantizer(wiring.Component):
         biased = Signal(signed(acc_bits))
         stage1 = Signal.like(self.stage, name="stage1")
         valid1 = Signal()
-        multiplier = Signal(unsigned(MULTIPLIER_BITS))  # registered: straight into the multiply
+        r = self._replica
+        multiplier = Signal(unsigned(MULTIPLIER_BITS),  # registered: straight into the multiply
+                            init=r % (1 << MULTIPLIER_BITS))
         with m.Switch(self.stage):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
@@ -105,8 +115,9 @@ class Requantizer(wiring.Component):
         stage3 = Signal.like(self.stage, name="stage3")
         logit3 = Signal(signed(acc_bits))
         valid3 = Signal()
-        m.d.sync += [total.eq(product + half), under.eq(product < below),
-                     over.eq(product >= above),
+        # each test is the sign of one subtraction: the carry chain's last bit, no more logic
+        m.d.sync += [total.eq(product + half), under.eq((product - below)[-1]),
+                     over.eq(~(product - above)[-1]),
                      stage3.eq(stage2), logit3.eq(logit2), valid3.eq(valid2)]
 
         # Stage 4: the shift and the clamp.

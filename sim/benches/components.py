@@ -41,31 +41,27 @@ async def _pe_array(dut, spec):
             for t in range(len(act))]
     got, tile = [], []
 
-    async def monitor():
+    async def monitor():  # advance is given a cycle ahead: it drains the following cycle
+        ahead = 0
         while len(got) < len(want):
             await RisingEdge(dut.clk)
-            if int(dut.advance.value):
+            if ahead:
                 tile.extend(unpack(int(dut.granule.value), bits["acc"], g))
                 if len(tile) == pes:
                     got.append(list(tile))
                     tile.clear()
+            ahead = int(dut.advance.value)
 
     cocotb.start_soon(monitor())
     dut.stage.value = 0
     draining = 0
-    # The array registers the routed heads: each row of heads goes in a cycle before its weights.
-    rows = [act[t, i] for t in range(len(act)) for i in range(act.shape[1])]
-    dut.heads.value = pack(rows[0], bits["act"])
-    await RisingEdge(dut.clk)
     for t in range(len(act) + 1):        # driver: one tile after another, back to back
         for i in range(act.shape[1]):
             last = t == len(act)
             dut.first.value = int(i == 0)
             dut.valid.value = int(not last)
-            if not last:
-                k = t * act.shape[1] + i
-                if k + 1 < len(rows):
-                    dut.heads.value = pack(rows[k + 1], bits["act"])
+            if not last:  # the heads and weights of a cycle are multiplied together
+                dut.heads.value = pack(act[t, i], bits["act"])
                 dut.weights.value = pack(weights[t, i], bits["weight"])
             dut.advance.value = int(draining > 0)
             draining -= draining > 0

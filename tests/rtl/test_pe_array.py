@@ -18,24 +18,19 @@ def test_gemm_tile_equals_numpy_and_drains_granule_by_granule(lane_bits):
     want = np.array([act[:, route[p]] @ w[:, p] for p in range(rows * cols)])
     drained = []
 
-    def heads(ctx, i):  # the array registers the routed heads: they lead the weights by a cycle
-        for lane in range(lanes):
-            ctx.set(array.heads[lane], int(act[i % inner, lane]))
-
     async def bench(ctx):
-        heads(ctx, 0)
-        await ctx.tick()
         for i in range(inner + 1):  # then one more first marker to finish the tile
             ctx.set(array.first, int(i in (0, inner)))
             ctx.set(array.valid, int(i < inner))
-            heads(ctx, i + 1)
+            for lane in range(lanes):  # heads and weights of a cycle are multiplied together
+                ctx.set(array.heads[lane], int(act[i % inner, lane]))
             for p in range(rows * cols):
                 ctx.set(array.weights[p], int(w[i % inner, p]))
             await ctx.tick()
         ctx.set(array.first, 0); ctx.set(array.valid, 0)
         await ctx.tick().until(array.result)
+        ctx.set(array.advance, 1)  # a cycle ahead: the first shift follows the loaded drain
         await ctx.tick()
-        ctx.set(array.advance, 1)
         for _ in range(rows * cols // g):
             drained.extend(ctx.get(array.granule[e]) for e in range(g))
             await ctx.tick()
