@@ -118,7 +118,7 @@ class Accelerator(wiring.Component):
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
-        requant = [Requantizer(A, code_bits, specs, replica=e) for e in range(G)]
+        requant = [Requantizer(A, code_bits, specs) for _ in range(G)]
         for e, rq in enumerate(requant):
             m.submodules[f"requant{e}"] = rq
 
@@ -138,11 +138,13 @@ class Accelerator(wiring.Component):
                              + max(s.inner for s in p.stages) + p.classes + 16))
         epilogue_last = Signal.like(count)
         snap_writes = Signal.like(cur_e.writes)
-        inner = Signal.like(count)
+        # Constants of the stage, registered: the stage changes at a stage boundary, and the
+        # prologue that follows leaves them a cycle to settle before they are used.
+        inner, has_bias = Signal.like(count), Signal()
         with m.Switch(stage):
             for j, s in enumerate(p.stages):
                 with m.Case(j):
-                    m.d.comb += inner.eq(s.inner)
+                    m.d.sync += [inner.eq(s.inner), has_bias.eq(s.has_bias)]
 
         # reader: rows of the next tile into the shadow lanes
         rd_left = Signal.like(cur_e.reads)
@@ -185,11 +187,6 @@ class Accelerator(wiring.Component):
         dr_left = Signal.like(snap_writes)
         granule = Signal(range(max(2, len(p.write_table) + 1)))
         bias_index = Signal(range(max(2, len(p.bias_words) + 1)))
-        has_bias = Signal()
-        with m.Switch(stage):
-            for j, s in enumerate(p.stages):
-                with m.Case(j):
-                    m.d.comb += has_bias.eq(s.has_bias)
         draining = Signal()
         m.d.comb += draining.eq(dr_left != 0)
         # A granule drains every cycle dr_left is non-zero, also in the cycle the next tile's
@@ -322,7 +319,7 @@ class Accelerator(wiring.Component):
                     value, index = pair[0]
                 else:
                     (lv, li), (rv, ri) = pair
-                    right = rv > lv  # the left (lower index) wins ties
+                    right = (lv - rv)[-1]  # rv > lv, as a subtraction's sign; left wins ties
                     value, index = Mux(right, rv, lv), Mux(right, ri, li)
                 if last:
                     nxt.append((value, index))

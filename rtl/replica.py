@@ -7,7 +7,7 @@ synthesis tool merges identical registers, so every copy lives in a module of it
 place and route flattens them without merging.
 """
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,12 +18,15 @@ REPLICA_PREFIX = "replica"
 
 
 class Replica(wiring.Component):
-    """``out.<name>`` is ``inp.<name>`` one cycle later.
+    """``out.<name>`` is ``inp.<name>`` ``depth`` cycles later.
 
     Parameters
     ----------
     fields : dict
         Name to shape of every signal copied.
+    depth : int
+        Register levels. With two, place and route can put the first beside the source and
+        the last beside the user, and the wire between them has a whole cycle.
 
     Members
     -------
@@ -31,13 +34,21 @@ class Replica(wiring.Component):
     out : Out(StructLayout(fields))
     """
 
-    def __init__(self, fields: dict):
+    def __init__(self, fields: dict, depth: int = 1):
         if not fields:
             raise ValueError("a replica needs at least one signal to copy")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"a replica's depth must be a positive integer, not {depth!r}")
+        self.depth = depth
         layout = data.StructLayout(fields)
         super().__init__({"inp": In(layout), "out": Out(layout)})
 
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += self.out.eq(self.inp)
+        level = self.inp
+        for d in range(self.depth - 1):
+            nxt = Signal(self.inp.shape(), name=f"level{d + 1}")
+            m.d.sync += nxt.eq(level)
+            level = nxt
+        m.d.sync += self.out.eq(level)
         return m

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.golden import MULTIPLIER_BITS
+from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["Requantizer", "RequantSpec"]
 
@@ -36,16 +37,12 @@ class Requantizer(wiring.Component):
         Signed width of the output codes.
     specs : list of RequantSpec
         One per stage; ``stage`` selects.
-    replica : int
-        Which of the drain's requantizers this is. Every requantizer registers the stage's
-        multiplier right beside its own multiply; the replica number is that register's reset
-        value, so synthesis cannot merge the copies into one register driving every lane's
-        multiplier across the chip (the value after reset is never used).
 
     Members
     -------
     value, bias : In(signed(acc_bits))
     stage : In(range(len(specs)))
+        Selects the stage's constants; steady ``stage_setup`` cycles before its first value.
     valid : In(1)
     code : Out(signed(code_bits))
         The requantized code, ``latency`` cycles after the input.
@@ -56,13 +53,13 @@ class Requantizer(wiring.Component):
 
     latency = 4
 
-    def __init__(self, acc_bits: int, code_bits: int, specs, replica: int = 0):
+    stage_setup = 1
+    """Cycles ``stage`` must hold its value before the first value of that stage."""
+
+    def __init__(self, acc_bits: int, code_bits: int, specs):
         if not specs:
             raise ValueError("a requantizer needs at least one stage spec")
         self._acc_bits, self._code_bits, self._specs = acc_bits, code_bits, list(specs)
-        if not isinstance(replica, int) or replica < 0:
-            raise ValueError(f"requantizer replica must be a non-negative integer, not {replica!r}")
-        self._replica = replica
         for spec in self._specs:
             if spec.multiplier and not (-(1 << (code_bits - 1)) <= spec.lo
                                         and spec.hi < (1 << (code_bits - 1))):
@@ -81,14 +78,17 @@ class Requantizer(wiring.Component):
         biased = Signal(signed(acc_bits))
         stage1 = Signal.like(self.stage, name="stage1")
         valid1 = Signal()
-        r = self._replica
-        multiplier = Signal(unsigned(MULTIPLIER_BITS),  # registered: straight into the multiply
-                            init=r % (1 << MULTIPLIER_BITS))
+        # The stage's multiplier, in a replica of its own: its last register sits beside the
+        # multiply. It changes only at a stage boundary, long before the stage's first granule.
+        own = m.submodules[REPLICA_PREFIX] = Replica({"multiplier": unsigned(MULTIPLIER_BITS)},
+                                                     depth=2)
+        multiplier = own.out.multiplier
         with m.Switch(self.stage):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     addend = self.bias if spec.has_bias else 0
-                    m.d.sync += [biased.eq(self.value + addend), multiplier.eq(spec.multiplier)]
+                    m.d.sync += biased.eq(self.value + addend)
+                    m.d.comb += own.inp.multiplier.eq(spec.multiplier)
         m.d.sync += [stage1.eq(self.stage), valid1.eq(self.valid)]
 
         # Stage 2: the multiply, and the stage's rounding and clamp constants alongside it.

@@ -91,6 +91,9 @@ async def _requantizer(dut, spec):
     code_bits, acc_bits = spec["code_bits"], spec["acc_bits"]
     for s, (vals, bias) in enumerate(zip(values, biases)):
         dut.stage.value = s
+        dut.valid.value = 0
+        for _ in range(spec["stage_setup"]):  # the stage settles before its first value
+            await RisingEdge(dut.clk)
         for i in range(len(vals) + spec["latency"]):  # outputs are seen a cycle late here
             if i < len(vals):
                 dut.value.value = vals[i] & ((1 << acc_bits) - 1)

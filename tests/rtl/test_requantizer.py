@@ -18,7 +18,8 @@ def test_equals_the_golden_requantization_for_every_stage_kind():
 
     async def bench(ctx):
         for stage in range(3):
-            ctx.set(dut.stage, stage)
+            ctx.set(dut.stage, stage); ctx.set(dut.valid, 0)
+            await ctx.tick().repeat(dut.stage_setup)  # the stage settles first
             for i in range(64 + dut.latency):
                 if i < 64:
                     ctx.set(dut.value, int(values[stage, i])); ctx.set(dut.bias, int(biases[stage, i]))
