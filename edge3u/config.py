@@ -234,6 +234,7 @@ class HardwareConfig:
     requant_lanes: int = 40
     clock_mhz: float = 150.0
     pe_multipliers: str = "lut"  # "lut": partial products in logic; "dsp": multiplier blocks
+    requant_multipliers: str = "lut"  # the requantizers' products: "lut" or "dsp", as above
     # Hardware-aware rank selection: training prunes ranks until the accelerator's cycle model
     # meets this budget (0: no budget). Give cycles or microseconds at clock_mhz, not both.
     latency_budget_cycles: int = 0
@@ -246,6 +247,9 @@ class HardwareConfig:
         _number("hardware.clock_mhz", self.clock_mhz, 1.0, 1000.0)
         _check(self.pe_multipliers in ("lut", "dsp"),
                f"hardware.pe_multipliers must be 'lut' or 'dsp', not {self.pe_multipliers!r}")
+        _check(self.requant_multipliers in ("lut", "dsp"),
+               f"hardware.requant_multipliers must be 'lut' or 'dsp', not "
+               f"{self.requant_multipliers!r}")
         _int("hardware.latency_budget_cycles", self.latency_budget_cycles, 0)
         _number("hardware.latency_budget_us", self.latency_budget_us, 0.0)
         _check(not (self.latency_budget_cycles and self.latency_budget_us),

@@ -23,7 +23,7 @@ __all__ = ["TARGETS", "DEVICES", "Device", "yosys_script", "cell_resources", "fi
 
 SYNTH_DIR = "synth"
 TARGETS = ("ecp5", "ice40", "xilinx")
-FLOW_VERSION = 3  # part of the cache key: bump when the scripts or the parsing change
+FLOW_VERSION = 4  # part of the cache key: bump when the scripts or the parsing change
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_or
 #: array's input registers, operand register, product register, accumulator).
 MAC_LATENCY = 4
 #: Cycles from the last granule leaving the drain register until its write has reached the
-#: buffer (bias, multiply, round and shift, clamp, placement).
-DRAIN_LATENCY = 5
+#: buffer (bias, the multiply's four adder levels, round and shift, clamp, placement).
+DRAIN_LATENCY = 8
 
 
 def argmax_cycles(classes: int) -> int:

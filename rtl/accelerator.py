@@ -29,8 +29,9 @@ class Accelerator(wiring.Component):
         The ROM contents and widths (:func:`edge3u.rtl.program.build_program`).
     rows, cols : int
         PE array shape; ``rows * cols`` must equal the schedule's PE count.
-    multiplier : "lut" or "dsp"
-        How the PEs' products are written (:class:`~edge3u.rtl.pe.PE`).
+    multiplier, requant_multiplier : "lut" or "dsp"
+        How the PEs' and the requantizers' products are written (:class:`~edge3u.rtl.pe.PE`,
+        :class:`~edge3u.rtl.requantizer.Requantizer`).
 
     Members
     -------
@@ -48,8 +49,9 @@ class Accelerator(wiring.Component):
     counter) let a simulation look inside (``sim/locate.py``).
     """
 
-    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut"):
-        self.multiplier = multiplier
+    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut",
+                 requant_multiplier: str = "lut"):
+        self.multiplier, self.requant_multiplier = multiplier, requant_multiplier
         if rows * cols != program.pes:
             raise ValueError(f"a {rows} x {cols} array has {rows * cols} PEs, the program is "
                              f"scheduled for {program.pes}")
@@ -118,7 +120,7 @@ class Accelerator(wiring.Component):
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
-        requant = [Requantizer(A, code_bits, specs) for _ in range(G)]
+        requant = [Requantizer(A, code_bits, specs, self.requant_multiplier) for _ in range(G)]
         for e, rq in enumerate(requant):
             m.submodules[f"requant{e}"] = rq
 
@@ -133,6 +135,10 @@ class Accelerator(wiring.Component):
         def next_tile():
             m.d.sync += [t.eq(t + 1), cur_e.eq(nxt_e), nxt_e.eq(nn_e), nn_e.eq(ahead.data)]
         stage = cur_e.stage
+        # The datapath's copy of the stage, a cycle behind: every use (rows read, granules
+        # requantized and written) comes at least a cycle after a stage begins.
+        stage_d = Signal.like(stage, name="stage_d")
+        m.d.sync += stage_d.eq(stage)
         count = Signal(range(max(tile.reads for tile in p.tiles)
                              + max(tile.writes for tile in p.tiles)
                              + max(s.inner for s in p.stages) + p.classes + 16))
@@ -161,14 +167,22 @@ class Accelerator(wiring.Component):
             m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
 
         m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
-        with m.Switch(stage):
-            for j, s in enumerate(p.stages):
-                with m.Case(j):
-                    bits = s.in_bits
-                    word = read_ports[s.src].data
-                    for e in range(s.inner):
-                        raw = word[e * bits:(e + 1) * bits]
-                        m.d.comb += lanes.row[e].eq(raw.as_signed() if s.in_signed else raw)
+        # The row's elements by stage, selected by a one-hot copy of the stage: one level of
+        # logic between the buffer and the lanes' row register.
+        row_sel = Signal(S, name="row_sel")
+        m.d.sync += row_sel.eq(Const(1, S) << stage)
+        elements = [[] for _ in range(max(s.inner for s in p.stages))]
+        for j, s in enumerate(p.stages):
+            bits, word = s.in_bits, read_ports[s.src].data
+            for e in range(s.inner):
+                raw = word[e * bits:(e + 1) * bits]
+                value = raw.as_signed() if s.in_signed else raw
+                elements[e].append(Mux(row_sel[j], value, 0))  # unsigned ones zero-extend
+        for e, terms in enumerate(elements):
+            total = terms[0]
+            for term in terms[1:]:
+                total = total | term
+            m.d.comb += lanes.row[e].eq(total)
 
         # compute: weight word and operand flags, one cycle behind the window counter
         wrp = weights.read_port()
@@ -219,7 +233,7 @@ class Accelerator(wiring.Component):
         for e, rq in enumerate(requant):
             m.d.comb += [rq.value.eq(value1[e]),
                          rq.bias.eq(bias.data[e * A:(e + 1) * A].as_signed()),
-                         rq.stage.eq(stage), rq.valid.eq(drain1)]
+                         rq.stage.eq(stage_d), rq.valid.eq(drain1)]
         entry = wt.data
         delayed = [entry]
         for d in range(Requantizer.latency):
@@ -231,7 +245,7 @@ class Accelerator(wiring.Component):
         write_ports = {b: buffers[b].write_port(granularity=p.activation_bits) for b in (1, 2)}
         for b, wp in write_ports.items():
             m.d.comb += wp.addr.eq(out_entry.row)
-        with m.Switch(stage):
+        with m.Switch(stage_d):
             for j, s in enumerate(p.stages):
                 with m.Case(j):
                     with m.If(out_valid):

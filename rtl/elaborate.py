@@ -39,7 +39,8 @@ def build_design(net: IntNetwork, config: Config) -> tuple[Top, Program, Schedul
     hw = config.hardware
     sched = fit(net, config)
     program = build_program(net, sched)
-    return Top(program, hw.pe_rows, hw.pe_cols, hw.pe_multipliers), program, sched
+    top = Top(program, hw.pe_rows, hw.pe_cols, hw.pe_multipliers, hw.requant_multipliers)
+    return top, program, sched
 
 
 def hex_files(program: Program) -> dict[str, str]:

@@ -5,9 +5,28 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.golden import MULTIPLIER_BITS
+from edge3u.rtl.pe import MULTIPLIERS
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["Requantizer", "RequantSpec"]
+
+#: Register stages of the multiply: one adder level each for the logic version's
+#: MULTIPLIER_BITS partial products.
+PRODUCT_STAGES = (MULTIPLIER_BITS - 1).bit_length()
+
+
+def _delayed(m, value, name):
+    """``value`` one cycle later."""
+    reg = Signal.like(value, name=name)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def _delayed_n(m, value, cycles, name):
+    """``value`` ``cycles`` cycles later."""
+    for d in range(cycles):
+        value = _delayed(m, value, f"{name}{d + 1}")
+    return value
 
 
 class RequantSpec:
@@ -27,7 +46,7 @@ class RequantSpec:
 
 
 class Requantizer(wiring.Component):
-    """``docs/numerics.md``'s requantization, four register stages deep.
+    """``docs/numerics.md``'s requantization, pipelined (``latency`` register stages).
 
     Parameters
     ----------
@@ -37,6 +56,11 @@ class Requantizer(wiring.Component):
         Signed width of the output codes.
     specs : list of RequantSpec
         One per stage; ``stage`` selects.
+    multiplier : "lut" or "dsp"
+        ``"dsp"`` writes the product as ``*``, which synthesis puts in a multiplier block;
+        ``"lut"`` as shifted partial products summed in a tree, one level per register stage. On
+        ECP5 the combinational MULT18X18D alone takes 3.9 ns, which with the wires to and from
+        the block keeps a design below 140 MHz; the logic version has no such floor.
 
     Members
     -------
@@ -51,12 +75,16 @@ class Requantizer(wiring.Component):
     out_valid : Out(1)
     """
 
-    latency = 4
+    latency = PRODUCT_STAGES + 3
 
     stage_setup = 1
     """Cycles ``stage`` must hold its value before the first value of that stage."""
 
-    def __init__(self, acc_bits: int, code_bits: int, specs):
+    def __init__(self, acc_bits: int, code_bits: int, specs, multiplier: str = "lut"):
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"requantizer multiplier must be one of {', '.join(MULTIPLIERS)}, "
+                             f"not {multiplier!r}")
+        self.multiplier = multiplier
         if not specs:
             raise ValueError("a requantizer needs at least one stage spec")
         self._acc_bits, self._code_bits, self._specs = acc_bits, code_bits, list(specs)
@@ -91,25 +119,41 @@ class Requantizer(wiring.Component):
                     m.d.comb += own.inp.multiplier.eq(spec.multiplier)
         m.d.sync += [stage1.eq(self.stage), valid1.eq(self.valid)]
 
-        # Stage 2: the multiply, and the stage's rounding and clamp constants alongside it.
-        # The clamp tests compare the product with constants:
+        # Stages 2 to 5: the multiply, one adder level per stage. In logic ("lut"): pairs of
+        # shifted partial products, then pairs of pairs, until one sum is left. With a
+        # multiplier block ("dsp"), stage 2 is the block into a register whose only load is
+        # the next one (so it can sit beside the block), and the product then waits as long.
+        # The stage's logit, stage number and valid flag travel alongside.
+        levels = [[Mux(multiplier[k], biased << k, 0) for k in range(MULTIPLIER_BITS)]]
+        if self.multiplier == "dsp":
+            levels = [[biased * multiplier]]
+        logit, stage_n, valid_n = biased, stage1, valid1
+        for d in range(PRODUCT_STAGES):
+            terms = levels[-1]
+            sums = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                    for i in range(0, len(terms), 2)] if d or self.multiplier == "lut" else terms
+            regs = [Signal(signed(min(len(v), prod_bits)), name=f"product{d + 2}_{i}")
+                    for i, v in enumerate(sums)]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, sums)]
+            levels.append(regs)
+            logit, stage_n, valid_n = (_delayed(m, x, f"{n}{d + 2}") for x, n in
+                                       ((logit, "logit"), (stage_n, "stage"), (valid_n, "valid")))
+        assert len(levels[-1]) == 1, "the multiply must end in one sum"
+        product = levels[-1][0]
+        # The rounding and clamp constants of the stage, registered beside the product. The
+        # clamp tests compare the product with constants:
         # floor((x + h) / 2**s) < lo  <=>  x < lo * 2**s - h.
-        product = Signal(signed(prod_bits))
         half, below, above = (Signal(signed(prod_bits + 1), name=n)
                               for n in ("half", "below", "above"))
-        logit2 = Signal(signed(acc_bits))
-        stage2 = Signal.like(self.stage, name="stage2")
-        valid2 = Signal()
-        m.d.sync += [product.eq(biased * multiplier), logit2.eq(biased),
-                     stage2.eq(stage1), valid2.eq(valid1)]
-        with m.Switch(stage1):
+        with m.Switch(_delayed_n(m, stage1, PRODUCT_STAGES - 1, "const_stage")):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     h = 1 << (spec.shift - 1)
                     m.d.sync += [half.eq(h), below.eq((spec.lo << spec.shift) - h),
                                  above.eq(((spec.hi + 1) << spec.shift) - h)]
+        logit2b, stage2b, valid2b = logit, stage_n, valid_n
 
-        # Stage 3: the rounding add and the two clamp tests, side by side.
+        # Stage 6: the rounding add and the two clamp tests, side by side.
         total = Signal(signed(prod_bits + 1), name="total")
         under, over = Signal(), Signal()
         stage3 = Signal.like(self.stage, name="stage3")
@@ -118,9 +162,9 @@ class Requantizer(wiring.Component):
         # each test is the sign of one subtraction: the carry chain's last bit, no more logic
         m.d.sync += [total.eq(product + half), under.eq((product - below)[-1]),
                      over.eq(~(product - above)[-1]),
-                     stage3.eq(stage2), logit3.eq(logit2), valid3.eq(valid2)]
+                     stage3.eq(stage2b), logit3.eq(logit2b), valid3.eq(valid2b)]
 
-        # Stage 4: the shift and the clamp.
+        # Stage 7: the shift and the clamp.
         with m.Switch(stage3):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):

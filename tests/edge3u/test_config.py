@@ -53,6 +53,8 @@ def test_max_ranks_capped_by_the_reshape(fashion_config):
     ({"quant__weight_bits": 5}, r"quant.weight_bits must be one of 1, 2, 3, 4, 'ternary', not 5"),
     ({"quant__activation_bits": 9}, r"quant.activation_bits must be an integer from 2 to 8, not 9"),
     ({"hardware__pe_rows": 0}, r"hardware.pe_rows must be an integer from 1 to 64, not 0"),
+    ({"hardware__requant_multipliers": "dsp48"},
+     r"hardware.requant_multipliers must be 'lut' or 'dsp', not 'dsp48'"),
     ({"train__low_precision": "yes"}, r"low_precision must be true or false, not 'yes'"),
 ])
 def test_bad_values_are_named(fashion_config, change, message):

@@ -6,13 +6,15 @@ from edge3u.rtl.requantizer import Requantizer, RequantSpec
 from simulate import run
 
 
-def test_equals_the_golden_requantization_for_every_stage_kind():
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_equals_the_golden_requantization_for_every_stage_kind(multiplier):
     g = torch.Generator().manual_seed(0)
     specs = [RequantSpec(23456, 13, -8, 7, False),   # signed, between stages
              RequantSpec(17000, 9, 0, 15, True),     # ReLU at a hidden layer's end, with bias
              RequantSpec(0, 1, 0, 0, True)]          # the logits: accumulator plus bias
-    dut = Requantizer(18, 6, specs)
+    dut = Requantizer(18, 6, specs, multiplier)
     values = torch.randint(-(1 << 15), 1 << 15, (3, 64), generator=g)
+    values[:, :2] = torch.tensor([-(1 << 15), (1 << 15) - 1])  # the extremes
     biases = torch.randint(-500, 500, (3, 64), generator=g)
     got = [[], [], []]
 

@@ -1,6 +1,7 @@
 """The PE array and the requantizer on Verilator, each through its cocotb bench."""
 
 import numpy as np
+import pytest
 
 from edge3u.rtl.pe_array import PEArray
 from edge3u.rtl.requantizer import Requantizer, RequantSpec
@@ -24,12 +25,13 @@ def test_pe_array_gemm_tiles_equal_numpy(sim_root):
     assert report["tiles"] == 4 and report["mismatches"] == 0
 
 
-def test_requantizer_equals_the_golden_requant(sim_root):
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_requantizer_equals_the_golden_requant(sim_root, multiplier):
     rng = np.random.default_rng(8)
     specs = [dict(multiplier=23456, shift=13, lo=-8, hi=7, has_bias=False),
              dict(multiplier=17000, shift=9, lo=0, hi=15, has_bias=True),
              dict(multiplier=0, shift=1, lo=0, hi=0, has_bias=True)]
-    dut = Requantizer(18, 6, [RequantSpec(**s) for s in specs])
+    dut = Requantizer(18, 6, [RequantSpec(**s) for s in specs], multiplier)
     spec = {"component": "requantizer", "specs": specs, "code_bits": 6, "acc_bits": 18,
             "latency": Requantizer.latency, "stage_setup": Requantizer.stage_setup,
             "values": rng.integers(-(1 << 15), 1 << 15, (3, 200)).tolist(),
