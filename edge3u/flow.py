@@ -14,6 +14,7 @@ plots go into the run directory.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import sys
 import time
@@ -35,11 +36,26 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _sources(*modules: str) -> str:
+    """A digest of the source files of ``modules`` (a package: all its ``.py`` files), so a
+    step whose code changed (a new edge3u) is redone."""
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        path = Path(spec.origin)
+        files = sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+        for file in files:
+            digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def fingerprints(config: Config, *, quick: bool, images: int, target: str,
                  place: bool) -> dict[str, str]:
-    """What each step depends on, hashed: a changed config section or option changes the
-    fingerprint of its step and of every step after it."""
+    """What each step depends on, hashed: a changed config section, option or the code of the
+    hardware (cycle model, RTL, simulation, synthesis scripts) changes the fingerprint of its
+    step and of every step after it."""
     c = config.to_dict()
+    cycle_model = _sources("edge3u.models.schedule")
     network = {"network": c["network"], "data": c["data"]}
     hw = c["hardware"]
     array = {k: hw[k] for k in ("pe_rows", "pe_cols", "requant_lanes")}
@@ -49,12 +65,14 @@ def fingerprints(config: Config, *, quick: bool, images: int, target: str,
                                           "clock_mhz")}
               if config.hardware.budget_cycles else None)
     out = {"dense": _digest(FLOW_VERSION, network, c["train"], quick)}
-    out["train"] = _digest(FLOW_VERSION, network, c["train"], budget, quick)
-    out["quantize"] = _digest(out["train"], c["quant"], array, quick)
+    out["train"] = _digest(FLOW_VERSION, network, c["train"], budget, quick,
+                           cycle_model if budget else None)
+    out["quantize"] = _digest(out["train"], c["quant"], array, quick, cycle_model,
+                              _sources("edge3u.models.golden"))
     out["export"] = _digest(out["quantize"])
-    out["elaborate"] = _digest(out["export"], c["hardware"])
-    out["simulate"] = _digest(out["elaborate"], images)
-    out["synth"] = _digest(out["elaborate"], target, place)
+    out["elaborate"] = _digest(out["export"], c["hardware"], _sources("edge3u.rtl"))
+    out["simulate"] = _digest(out["elaborate"], images, _sources("edge3u.sim"))
+    out["synth"] = _digest(out["elaborate"], target, place, _sources("edge3u.synth"))
     return out
 
 

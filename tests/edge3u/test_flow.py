@@ -53,3 +53,27 @@ def test_a_flow_never_overwrites_another_training(capsys, tmp_path):
     code = main(["flow", "--config", str(DIGITS_CONFIG), "--run", str(run), "--quiet"])
     assert code == 2
     assert "never overwritten: choose a new --run" in capsys.readouterr().err
+
+
+def test_changed_hardware_code_changes_the_steps_that_use_it(digits_config, monkeypatch):
+    import edge3u.flow as flow
+
+    base = fingerprints(digits_config, quick=True, images=10, target="ecp5", place=True)
+    real = flow._sources
+    monkeypatch.setattr(flow, "_sources",  # as if a new edge3u had changed the RTL
+                        lambda *m: real(*m) + ("new" if m == ("edge3u.rtl",) else ""))
+    rtl = fingerprints(digits_config, quick=True, images=10, target="ecp5", place=True)
+    assert [base[s] == rtl[s] for s in STEPS] == [True] * 4 + [False] * 3
+
+
+def test_a_source_digest_follows_the_files(tmp_path, monkeypatch):
+    import edge3u.flow as flow
+
+    package = tmp_path / "pkg_digest_probe"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = flow._sources("pkg_digest_probe")
+    (package / "a.py").write_text("x = 2\n")
+    assert flow._sources("pkg_digest_probe") != first
