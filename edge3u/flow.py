@@ -18,6 +18,7 @@ import importlib.util
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edge3u.config import Config, load_config
@@ -170,6 +171,7 @@ def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
                    progress=progress, data_path=data_path)
     run.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    pending = []
     for k, name in enumerate(STEPS, 1):
         if name in skip:
             continue
@@ -177,15 +179,27 @@ def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
         head = f"[{k}/{len(STEPS)}] {name:<9}"
         if done and done["fingerprint"] == prints[name]:
             _say(progress, f"{head} unchanged, kept ({done['seconds']:.0f} s when it ran)")
-            continue
-        _say(progress, f"{head} running ... ({time.monotonic() - started:.0f} s into the flow)")
-        step_started = time.monotonic()
-        figures = steps[name]()
-        seconds = time.monotonic() - step_started
-        state["steps"][name] = {"fingerprint": prints[name], "seconds": seconds,
-                                "figures": _plain(figures)}
-        write_json(run / STATE, state)  # after every step: a killed flow resumes from here
-        _say(progress, f"{head} done in {seconds:.0f} s")
+        else:
+            pending.append((head, name))
+    background = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for head, name in pending:
+            if name == "simulate" and any(n == "synth" for _, n in pending):
+                # Synthesis reads only the Verilog: it runs beside the simulation (yosys is
+                # one process; the simulation takes the other core).
+                synth_head = next(h for h, n in pending if n == "synth")
+                _say(progress, f"{synth_head} running beside the simulation ...")
+                background = pool.submit(_timed, steps["synth"])
+            if name == "synth" and background is not None:
+                seconds, figures = background.result()
+            else:
+                _say(progress, f"{head} running ... ({time.monotonic() - started:.0f} s into "
+                               f"the flow)")
+                seconds, figures = _timed(steps[name])
+            state["steps"][name] = {"fingerprint": prints[name], "seconds": seconds,
+                                    "figures": _plain(figures)}
+            write_json(run / STATE, state)  # after every step: a killed flow resumes here
+            _say(progress, f"{head} done in {seconds:.0f} s")
     report = build_report(run, state)
     report["flow_seconds"] = time.monotonic() - started
     write_json(run / "report.json", report)
@@ -193,6 +207,12 @@ def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
 
     write_report(run, report, state)
     return report
+
+
+def _timed(step) -> tuple[float, dict]:
+    started = time.monotonic()
+    figures = step()
+    return time.monotonic() - started, figures
 
 
 def _plain(figures: dict) -> dict:
