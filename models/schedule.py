@@ -31,14 +31,19 @@ from edge3u.models import tt
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
+           "ROW_LATENCY",
            "argmax_cycles"]
 
+#: Cycles from a row's read address until the row reaches the lanes' input: the block RAM's
+#: read, then the register beside it (a block RAM's output is slow).
+ROW_LATENCY = 2
 #: Cycles from a tile boundary until the finished tile is in the drain register (the PE
-#: array's input registers, operand register, product register, accumulator).
-MAC_LATENCY = 4
+#: array's two input registers, operand register, product register, accumulator).
+MAC_LATENCY = 5
 #: Cycles from the last granule leaving the drain register until its write has reached the
-#: buffer (bias, the multiply's four adder levels, round and shift, clamp, placement).
-DRAIN_LATENCY = 8
+#: buffer (the bias ROM's register, bias, the multiply's four adder levels, round and shift,
+#: clamp, placement).
+DRAIN_LATENCY = 9
 
 
 def argmax_cycles(classes: int) -> int:
@@ -174,12 +179,12 @@ class StageMap:
         return out
 
     def windows(self) -> list[int]:
-        """Cycles of each tile's window: its inner sums, the next tile's row reads (plus one)
-        and the previous tile's drain all overlap in it."""
+        """Cycles of each tile's window: its inner sums, the next tile's row reads (plus their
+        latency) and the previous tile's drain all overlap in it."""
         io = self.tile_io()
         out = []
         for t in range(len(io)):
-            nxt = io[t + 1][0] + 1 if t + 1 < len(io) and io[t + 1][0] else 0
+            nxt = io[t + 1][0] + ROW_LATENCY if t + 1 < len(io) and io[t + 1][0] else 0
             prev = io[t - 1][1] if t else 0
             out.append(max(self.n_inner, nxt, prev))
         return out
@@ -187,7 +192,8 @@ class StageMap:
     def cycles(self) -> int:
         """Cycles of the stage: prologue read, the tile windows, the final drain."""
         io = self.tile_io()
-        return io[0][0] + 1 + sum(self.windows()) + MAC_LATENCY + io[-1][1] + DRAIN_LATENCY
+        return (io[0][0] + ROW_LATENCY + sum(self.windows()) + MAC_LATENCY + io[-1][1]
+                + DRAIN_LATENCY)
 
     def bound(self, pes: int) -> int:
         return -(-self.macs // pes)

@@ -6,7 +6,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, argmax_cycles
+from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, ROW_LATENCY, argmax_cycles
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe import PE
 from edge3u.rtl.pe_array import PEArray
@@ -158,8 +158,13 @@ class Accelerator(wiring.Component):
         rd_lane = Signal(range(max(2, p.lanes)))
         read_ports = [buf.read_port() for buf in buffers]
         m.d.comb += [rp.addr.eq(rd_addr) for rp in read_ports]
+        # the read word goes straight into a register beside the block RAM (ROW_LATENCY)
+        words = [Signal.like(rp.data, name=f"row_word{i}") for i, rp in enumerate(read_ports)]
+        m.d.sync += [w.eq(rp.data) for w, rp in zip(words, read_ports)]
+        rd_valid1, rd_lane1 = Signal(), Signal.like(rd_lane)
         rd_valid, rd_lane_d = Signal(), Signal.like(rd_lane)
-        m.d.sync += [rd_valid.eq(rd_left != 0), rd_lane_d.eq(rd_lane)]
+        m.d.sync += [rd_valid1.eq(rd_left != 0), rd_lane1.eq(rd_lane),
+                     rd_valid.eq(rd_valid1), rd_lane_d.eq(rd_lane1)]
         with m.If(rd_left != 0):
             m.d.sync += [rd_left.eq(rd_left - 1), rd_addr.eq(rd_addr + 1), rd_lane.eq(rd_lane + 1)]
 
@@ -173,7 +178,7 @@ class Accelerator(wiring.Component):
         m.d.sync += row_sel.eq(Const(1, S) << stage)
         elements = [[] for _ in range(max(s.inner for s in p.stages))]
         for j, s in enumerate(p.stages):
-            bits, word = s.in_bits, read_ports[s.src].data
+            bits, word = s.in_bits, words[s.src]
             for e in range(s.inner):
                 raw = word[e * bits:(e + 1) * bits]
                 value = raw.as_signed() if s.in_signed else raw
@@ -226,17 +231,22 @@ class Accelerator(wiring.Component):
         wt = write_table.read_port()
         bias = biases.read_port()
         m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]
+        # The granule's sums wait a cycle for its bias: the bias ROM's output goes straight
+        # into a register beside the block RAM (its output is slow), as the write table's does.
         value1 = [Signal(signed(A), name=f"value1_{e}") for e in range(G)]
-        drain1 = Signal()
+        value2 = [Signal(signed(A), name=f"value2_{e}") for e in range(G)]
+        drain1, drain2 = Signal(), Signal()
+        bias_d = Signal.like(bias.data, name="bias_d")
         m.d.sync += [v.eq(array.granule[e]) for e, v in enumerate(value1)]
-        m.d.sync += drain1.eq(draining)
+        m.d.sync += [v2.eq(v1) for v1, v2 in zip(value1, value2)]
+        m.d.sync += [drain1.eq(draining), drain2.eq(drain1), bias_d.eq(bias.data)]
         for e, rq in enumerate(requant):
-            m.d.comb += [rq.value.eq(value1[e]),
-                         rq.bias.eq(bias.data[e * A:(e + 1) * A].as_signed()),
-                         rq.stage.eq(stage_d), rq.valid.eq(drain1)]
+            m.d.comb += [rq.value.eq(value2[e]),
+                         rq.bias.eq(bias_d[e * A:(e + 1) * A].as_signed()),
+                         rq.stage.eq(stage_d), rq.valid.eq(drain2)]
         entry = wt.data
         delayed = [entry]
-        for d in range(Requantizer.latency):
+        for d in range(Requantizer.latency + 1):
             nxt_entry = Signal(wt_layout, name=f"entry{d + 2}")
             m.d.sync += nxt_entry.eq(delayed[-1])
             delayed.append(nxt_entry)
@@ -283,7 +293,7 @@ class Accelerator(wiring.Component):
                                  rd_lane.eq(0)]
             with m.Case(prologue):
                 m.d.sync += count.eq(count + 1)
-                with m.If(count == cur_e.reads):
+                with m.If(count == cur_e.reads + (ROW_LATENCY - 1)):
                     enter_window(cur_e, nxt_e, Const(0, 1))
             with m.Case(win):
                 m.d.sync += [count.eq(count + 1), window_left.eq(window_left - 1),

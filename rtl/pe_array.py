@@ -20,10 +20,11 @@ class PEArray(wiring.Component):
     ``advance`` then shifts it down by the stage's granule size, so ``granule`` always presents
     the next granule's sums.
 
-    Every input is registered once on the way in (``latency``): heads (routed to the PE) and
-    weights of the same cycle are multiplied together; the controls are copied per PE row in
-    a :class:`Replica` each, so no control net spans the array. ``result`` and ``granule``
-    are therefore one cycle later than they would be without the input registers, and
+    Every input is registered twice on the way in (``latency``): heads (routed to the PE)
+    and weights of the same cycle are multiplied together; the controls are copied per PE row
+    in :class:`Replica` modules, so no control net spans the array. ``result`` and
+    ``granule`` are therefore two cycles later than they would be without the input
+    registers, and
     ``advance`` is given a cycle ahead: the drain shifts in the cycle after it is high.
 
     Parameters
@@ -91,8 +92,9 @@ class PEArray(wiring.Component):
             "granule": Out(data.ArrayLayout(signed(acc_bits), max(granules))),
         })
 
-    latency = 1
-    """Cycles every input spends in the array's input registers before it reaches a PE."""
+    latency = 2
+    """Cycles every input spends in the array's input registers before it reaches a PE: one
+    beside its source (a block RAM's output is slow), one beside the PE."""
 
     def elaborate(self, platform):
         m = Module()
@@ -101,39 +103,52 @@ class PEArray(wiring.Component):
         pe_bits = [max([self._lane_bits[route[p]] for route in self._routes if route[p] >= 0]
                        or [2]) for p in range(self.pes)]
         pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
-        # one registered copy of the controls per PE row: no control net spans the array
-        rows = []
+        # Registered copies of the controls per PE row, so no control net spans the array:
+        # the operand flags as deep as the operands, the drain's controls one deep.
+        rows, drains = [], []
         for r in range(self.rows):
-            ctl = m.submodules[f"{REPLICA_PREFIX}{r}"] = Replica(
-                {"valid": 1, "first": 1, "advance": 1, "stage": self.stage.shape()})
-            m.d.comb += [ctl.inp.valid.eq(self.valid), ctl.inp.first.eq(self.first),
-                         ctl.inp.advance.eq(self.advance), ctl.inp.stage.eq(self.stage)]
-            rows.append(ctl.out)
+            ops = m.submodules[f"{REPLICA_PREFIX}{r}_operands"] = Replica(
+                {"valid": 1, "first": 1}, depth=self.latency)
+            dr = m.submodules[f"{REPLICA_PREFIX}{r}_drain"] = Replica(
+                {"advance": 1, "stage": self.stage.shape()})
+            m.d.comb += [ops.inp.valid.eq(self.valid), ops.inp.first.eq(self.first),
+                         dr.inp.advance.eq(self.advance), dr.inp.stage.eq(self.stage)]
+            rows.append(ops.out)
+            drains.append(dr.out)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
-            ctl = rows[p // self.cols]
+            ops, stage = rows[p // self.cols], drains[p // self.cols].stage
             m.submodules[f"pe{p}"] = pe
-            w = Signal(signed(weight_bits), name=f"w{p}")
-            m.d.sync += w.eq(self.weights[p])
-            m.d.comb += [pe.w.eq(w), pe.valid.eq(ctl.valid), pe.first.eq(ctl.first)]
+            # weights: a register beside the ROM, then one beside the PE
+            w = self.weights[p]
+            for d in range(self.latency):
+                w_d = Signal(signed(weight_bits), name=f"w{p}_{d}")
+                m.d.sync += w_d.eq(w)
+                w = w_d
+            m.d.comb += [pe.w.eq(w), pe.valid.eq(ops.valid), pe.first.eq(ops.first)]
             by_lane = {}
             for s, route in enumerate(self._routes):
                 by_lane.setdefault(route[p], []).append(s)
             if list(by_lane) == [-1]:
                 continue
-            operand = Signal(signed(pe_bits[p]), name=f"a{p}")  # routed, then registered
-            m.d.comb += pe.a.eq(operand)
-            with m.Switch(ctl.stage):
+            routed = Signal(signed(pe_bits[p]), name=f"a{p}_0")  # routed, then registered
+            with m.Switch(stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
-                            m.d.sync += operand.eq(self.heads[lane][:pe_bits[p]].as_signed())
+                            m.d.sync += routed.eq(self.heads[lane][:pe_bits[p]].as_signed())
+            operand = routed
+            for d in range(1, self.latency):
+                nxt = Signal(signed(pe_bits[p]), name=f"a{p}_{d}")
+                m.d.sync += nxt.eq(operand)
+                operand = nxt
+            m.d.comb += pe.a.eq(operand)
         m.d.comb += self.result.eq(pes[0].result)
         by_size = {}
         for s, g in enumerate(self._granules):
             by_size.setdefault(g, []).append(s)
         for p, pe in enumerate(pes):
-            ctl, row_head = rows[p // self.cols], pes[p - p % self.cols]
+            ctl, row_head = drains[p // self.cols], pes[p - p % self.cols]
             with m.If(row_head.result):  # the row's own copy of the tile-finished marker
                 m.d.sync += drain[p].eq(pe.acc)
             with m.Elif(ctl.advance):

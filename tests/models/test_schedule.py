@@ -45,8 +45,9 @@ def test_window_rule_on_a_hand_computed_stage():
     sched = schedule.build_schedule([((12,), (5,), (1, 1))], [(0,)], 8, 8)
     (sm,) = sched.stages
     assert (sm.rows, sm.n_inner, sm.n_cols, sm.granule, sm.q) == (1, 12, 5, 5, 1)
-    # read 1 row (+1), one window of 12, then MAC latency, one granule, drain latency
-    assert sm.cycles() == 2 + 12 + schedule.MAC_LATENCY + 1 + schedule.DRAIN_LATENCY
+    # read 1 row (+ its latency), one window of 12, then MAC latency, one granule, drain
+    assert sm.cycles() == 1 + schedule.ROW_LATENCY + 12 + schedule.MAC_LATENCY + 1 + \
+        schedule.DRAIN_LATENCY
     assert sched.cycles() == sm.cycles() + 3  # argmax tree over 5 logits: 3 levels
     assert sched.bound() == 8  # ceil(60 MACs / 8 PEs)
 
