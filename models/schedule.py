@@ -42,8 +42,8 @@ ROW_LATENCY = 2
 MAC_LATENCY = 5
 #: Cycles from the last granule leaving the drain register until its write has reached the
 #: buffer (the bias ROM's register, bias, the multiply's four adder levels, round and shift,
-#: clamp, placement).
-DRAIN_LATENCY = 9
+#: clamp, placement, the write port's register).
+DRAIN_LATENCY = 10
 
 
 def argmax_cycles(classes: int) -> int:

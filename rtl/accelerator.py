@@ -2,6 +2,8 @@
 walks the tile table. ``docs/hardware.md`` describes the timing; ``models/schedule.py`` counts it.
 """
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -252,9 +254,16 @@ class Accelerator(wiring.Component):
             delayed.append(nxt_entry)
         out_entry, out_valid = delayed[-1], requant[0].out_valid
 
-        write_ports = {b: buffers[b].write_port(granularity=p.activation_bits) for b in (1, 2)}
-        for b, wp in write_ports.items():
-            m.d.comb += wp.addr.eq(out_entry.row)
+        # The placed granule is registered before the write port: the placement decodes the
+        # stage and lane block, and a memory's write inputs should come from a register.
+        write_ports = {}
+        for b in (1, 2):
+            wp = buffers[b].write_port(granularity=p.activation_bits)
+            placed = SimpleNamespace(data=Signal.like(wp.data, name=f"placed{b}_data"),
+                                     en=Signal.like(wp.en, name=f"placed{b}_en"))
+            m.d.sync += [wp.addr.eq(out_entry.row), wp.data.eq(placed.data),
+                         wp.en.eq(placed.en)]
+            write_ports[b] = placed
         with m.Switch(stage_d):
             for j, s in enumerate(p.stages):
                 with m.Case(j):

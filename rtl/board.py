@@ -100,42 +100,56 @@ class BoardTop(wiring.Component):
         left = Signal(range(length + 1))
         cls = Signal(8)
 
+        # One byte waits in a slot for the transmitter, so the wide reply register is never
+        # enabled by the transmitter's timing logic.
+        slot, slot_full = Signal(8), Signal()
+        m.d.comb += [tx.i_data.valid.eq(slot_full), tx.i_data.payload.eq(slot)]
+        with m.If(tx.i_data.ready & slot_full):
+            m.d.sync += slot_full.eq(0)
+
         m.d.sync += core.start.eq(0)
+        # Every load of the wide reply register is decided by the state register alone (the
+        # command byte is registered first, the result read a cycle after it arrives), so its
+        # enable is one level of logic.
+        command = Signal(8)
         with m.FSM():
             with m.State("command"):
                 m.d.comb += rx.o_data.ready.eq(1)
                 with m.If(rx.o_data.valid):
-                    byte = rx.o_data.payload
-                    with m.Switch(byte):
-                        with m.Case(ord(protocol.IDENTIFY)):
-                            m.d.sync += [reply.eq(_word(protocol.identity_reply(ident))),
-                                         left.eq(protocol.IDENTITY_LENGTH)]
-                            m.next = "reply"
-                        with m.Case(ord(protocol.INFER)):
-                            m.d.sync += core.start.eq(1)
-                            m.next = "infer"
-                        with m.Case(ord(protocol.CYCLES)):
-                            m.d.sync += [reply.eq(_bytes(protocol.CYCLES, core.cycles)),
-                                         left.eq(protocol.CYCLES_LENGTH)]
-                            m.next = "reply"
-                        with m.Default():
-                            m.d.sync += [reply.eq(_bytes(protocol.ERROR, byte)), left.eq(2)]
-                            m.next = "reply"
+                    m.d.sync += command.eq(rx.o_data.payload)
+                    m.next = "decode"
+            with m.State("decode"):
+                with m.Switch(command):
+                    with m.Case(ord(protocol.IDENTIFY)):
+                        m.d.sync += [reply.eq(_word(protocol.identity_reply(ident))),
+                                     left.eq(protocol.IDENTITY_LENGTH)]
+                        m.next = "reply"
+                    with m.Case(ord(protocol.INFER)):
+                        m.d.sync += core.start.eq(1)
+                        m.next = "infer"
+                    with m.Case(ord(protocol.CYCLES)):
+                        m.d.sync += [reply.eq(_bytes(protocol.CYCLES, core.cycles)),
+                                     left.eq(protocol.CYCLES_LENGTH)]
+                        m.next = "reply"
+                    with m.Default():
+                        m.d.sync += [reply.eq(_bytes(protocol.ERROR, command)), left.eq(2)]
+                        m.next = "reply"
             with m.State("infer"):
                 m.d.comb += [core.i_pixels.valid.eq(rx.o_data.valid),
                              core.i_pixels.payload.eq(rx.o_data.payload),
                              rx.o_data.ready.eq(core.i_pixels.ready),
                              core.o_result.ready.eq(1)]
                 with m.If(core.o_result.valid):
-                    m.d.sync += [reply.eq(_bytes(protocol.RESULT, core.o_result.payload.cls,
-                                                    *logits, core.cycles)),
-                                 left.eq(protocol.result_length(ident)),
-                                 cls.eq(core.o_result.payload.cls)]
-                    m.next = "reply"
-            with m.State("reply"):
-                m.d.comb += [tx.i_data.valid.eq(1), tx.i_data.payload.eq(reply[:8])]
-                with m.If(tx.i_data.ready):
-                    m.d.sync += [reply.eq(reply >> 8), left.eq(left - 1)]
+                    m.d.sync += cls.eq(core.o_result.payload.cls)
+                    m.next = "result"
+            with m.State("result"):  # the result stays in the core until its next start
+                m.d.sync += [reply.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
+                             left.eq(protocol.result_length(ident))]
+                m.next = "reply"
+            with m.State("reply"):  # the reply moves on a byte whenever the slot is free
+                with m.If(~slot_full):
+                    m.d.sync += [slot.eq(reply[:8]), slot_full.eq(1),
+                                 reply.eq(reply >> 8), left.eq(left - 1)]
                     with m.If(left == 1):
                         m.next = "command"
 

@@ -96,17 +96,17 @@ class UARTTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         timer = Signal(range(self.divisor))
+        timer_end = Signal()  # timer == 0, kept as a register beside the count
         bits = Signal(range(11))
         frame = Signal(10, init=0x3FF)  # stop, data[7:0], start — LSB goes out first
         m.d.comb += self.tx.eq(frame[0])
-        last = (bits == 0) | ((bits == 1) & (timer == 0))  # idle, or the stop bit's end
+        last = (bits == 0) | ((bits == 1) & timer_end)  # idle, or the stop bit's end
         m.d.comb += self.i_data.ready.eq(last)
+        reload = [timer.eq(self.divisor - 1), timer_end.eq(self.divisor == 1)]
         with m.If(last & self.i_data.valid):  # frames go back to back
-            m.d.sync += [frame.eq((self.i_data.payload << 1) | (1 << 9)), bits.eq(10),
-                         timer.eq(self.divisor - 1)]
+            m.d.sync += [frame.eq((self.i_data.payload << 1) | (1 << 9)), bits.eq(10), *reload]
         with m.Elif(bits != 0):
-            m.d.sync += timer.eq(timer - 1)
-            with m.If(timer == 0):
-                m.d.sync += [frame.eq((frame >> 1) | (1 << 9)), bits.eq(bits - 1),
-                             timer.eq(self.divisor - 1)]
+            m.d.sync += [timer.eq(timer - 1), timer_end.eq(timer == 1)]
+            with m.If(timer_end):
+                m.d.sync += [frame.eq((frame >> 1) | (1 << 9)), bits.eq(bits - 1), *reload]
         return m
