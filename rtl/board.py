@@ -7,7 +7,7 @@ the accelerator computes; the others show the low bits of the last class.
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockDomain, ClockSignal, Const, Module, Signal, signed
+from amaranth import Cat, ClockDomain, ClockSignal, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -112,22 +112,29 @@ class BoardTop(wiring.Component):
         # command byte is registered first, the result read a cycle after it arrives), so its
         # enable is one level of logic.
         command = Signal(8)
+        kind = Signal(range(4))  # the command, decoded as it is registered
+        identify, infer, cycles, error = range(4)
         with m.FSM():
             with m.State("command"):
                 m.d.comb += rx.o_data.ready.eq(1)
                 with m.If(rx.o_data.valid):
-                    m.d.sync += command.eq(rx.o_data.payload)
+                    byte = rx.o_data.payload
+                    m.d.sync += [command.eq(byte),
+                                 kind.eq(Mux(byte == ord(protocol.IDENTIFY), identify,
+                                             Mux(byte == ord(protocol.INFER), infer,
+                                                 Mux(byte == ord(protocol.CYCLES), cycles,
+                                                     error))))]
                     m.next = "decode"
             with m.State("decode"):
-                with m.Switch(command):
-                    with m.Case(ord(protocol.IDENTIFY)):
+                with m.Switch(kind):
+                    with m.Case(identify):
                         m.d.sync += [reply.eq(_word(protocol.identity_reply(ident))),
                                      left.eq(protocol.IDENTITY_LENGTH)]
                         m.next = "reply"
-                    with m.Case(ord(protocol.INFER)):
+                    with m.Case(infer):
                         m.d.sync += core.start.eq(1)
                         m.next = "infer"
-                    with m.Case(ord(protocol.CYCLES)):
+                    with m.Case(cycles):
                         m.d.sync += [reply.eq(_bytes(protocol.CYCLES, core.cycles)),
                                      left.eq(protocol.CYCLES_LENGTH)]
                         m.next = "reply"
