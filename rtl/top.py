@@ -77,15 +77,16 @@ class Top(wiring.Component):
                      core.load_data.eq(self.i_pixels.payload)]
         m.d.comb += [self.o_result.payload.cls.eq(core.cls),
                      self.o_result.payload.logits.eq(core.logits)]
+        last = Signal()  # index == pixels - 1, kept as a register beside the count
         with m.Switch(state):
             with m.Case(idle):
                 with m.If(self.start):
-                    m.d.sync += [state.eq(load), index.eq(0)]
+                    m.d.sync += [state.eq(load), index.eq(0), last.eq(pixels == 1)]
             with m.Case(load):
                 m.d.comb += [self.i_pixels.ready.eq(1), core.load_en.eq(self.i_pixels.valid)]
                 with m.If(self.i_pixels.valid):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == pixels - 1):
+                    m.d.sync += [index.eq(index + 1), last.eq(index == pixels - 2)]
+                    with m.If(last):
                         m.d.sync += [state.eq(run), core.start.eq(1), counter.eq(0)]
             with m.Case(run):
                 with m.If(core.busy):
