@@ -9,6 +9,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, ROW_LATENCY, argmax_cycles
+from edge3u.rtl.argmax import argmax_tree
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe import PE
 from edge3u.rtl.pe_array import PEArray
@@ -279,7 +280,7 @@ class Accelerator(wiring.Component):
         self.probes = {"state": state, "stage": stage, "count": count}
         # window_left counts the window down; window_end is high in its last cycle.
         window_left, window_end = Signal.like(count), Signal()
-        winner = self._argmax_tree(m, A, p.classes)
+        winner = argmax_tree(m, [self.logits[c] for c in range(p.classes)], A)
         m.d.sync += self.done.eq(0)
 
         def enter_window(tile, following, prev_writes):
@@ -335,34 +336,6 @@ class Accelerator(wiring.Component):
                      lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
                      lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
         return m
-
-    def _argmax_tree(self, m, acc_bits, classes):
-        """The class of the largest logit (lowest index on ties) by a tree of pairwise
-        comparisons, one register level per comparison level; the last level is returned
-        combinationally, ``argmax_cycles(classes) - 1`` cycles after the logits are final."""
-        level = [(self.logits[c], Const(c, range(max(2, classes)))) for c in range(classes)]
-        depth = 0
-        while len(level) > 1:
-            depth += 1
-            pairs = [level[i:i + 2] for i in range(0, len(level), 2)]
-            last = len(level) <= 2
-            nxt = []
-            for j, pair in enumerate(pairs):
-                if len(pair) == 1:
-                    value, index = pair[0]
-                else:
-                    (lv, li), (rv, ri) = pair
-                    right = (lv - rv)[-1]  # rv > lv, as a subtraction's sign; left wins ties
-                    value, index = Mux(right, rv, lv), Mux(right, ri, li)
-                if last:
-                    nxt.append((value, index))
-                    continue
-                v = Signal(signed(acc_bits), name=f"argmax{depth}_{j}_value")
-                i = Signal(range(max(2, classes)), name=f"argmax{depth}_{j}_index")
-                m.d.sync += [v.eq(value), i.eq(index)]
-                nxt.append((v, i))
-            level = nxt
-        return level[0][1]
 
     def _place(self, m, s, p, requant, block, write_ports):
         """Write the drained granule: lanes ``block * g .. block * g + g - 1`` of the row."""

@@ -1,6 +1,6 @@
 """One lane of the drain: bias, integer multiplier, round-half-up shift and clamp, pipelined."""
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,13 +20,6 @@ def _delayed(m, value, name):
     reg = Signal.like(value, name=name)
     m.d.sync += reg.eq(value)
     return reg
-
-
-def _delayed_n(m, value, cycles, name):
-    """``value`` ``cycles`` cycles later."""
-    for d in range(cycles):
-        value = _delayed(m, value, f"{name}{d + 1}")
-    return value
 
 
 class RequantSpec:
@@ -128,6 +121,7 @@ class Requantizer(wiring.Component):
         if self.multiplier == "dsp":
             levels = [[biased * multiplier]]
         logit, stage_n, valid_n = biased, stage1, valid1
+        stages = [stage1]  # the stage number at each level
         for d in range(PRODUCT_STAGES):
             terms = levels[-1]
             sums = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
@@ -138,6 +132,7 @@ class Requantizer(wiring.Component):
             levels.append(regs)
             logit, stage_n, valid_n = (_delayed(m, x, f"{n}{d + 2}") for x, n in
                                        ((logit, "logit"), (stage_n, "stage"), (valid_n, "valid")))
+            stages.append(stage_n)
         assert len(levels[-1]) == 1, "the multiply must end in one sum"
         product = levels[-1][0]
         # The rounding and clamp constants of the stage, registered beside the product. The
@@ -145,27 +140,26 @@ class Requantizer(wiring.Component):
         # floor((x + h) / 2**s) < lo  <=>  x < lo * 2**s - h.
         half, below, above = (Signal(signed(prod_bits + 1), name=n)
                               for n in ("half", "below", "above"))
-        with m.Switch(_delayed_n(m, stage1, PRODUCT_STAGES - 1, "const_stage")):
+        with m.Switch(stages[-2]):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     h = 1 << (spec.shift - 1)
                     m.d.sync += [half.eq(h), below.eq((spec.lo << spec.shift) - h),
                                  above.eq(((spec.hi + 1) << spec.shift) - h)]
-        logit2b, stage2b, valid2b = logit, stage_n, valid_n
 
         # Stage 6: the rounding add and the two clamp tests, side by side.
         total = Signal(signed(prod_bits + 1), name="total")
         under, over = Signal(), Signal()
-        stage3 = Signal.like(self.stage, name="stage3")
-        logit3 = Signal(signed(acc_bits))
-        valid3 = Signal()
+        stage6 = Signal.like(self.stage, name="stage6")
+        logit6 = Signal(signed(acc_bits))
+        valid6 = Signal()
         # each test is the sign of one subtraction: the carry chain's last bit, no more logic
         m.d.sync += [total.eq(product + half), under.eq((product - below)[-1]),
                      over.eq(~(product - above)[-1]),
-                     stage3.eq(stage2b), logit3.eq(logit2b), valid3.eq(valid2b)]
+                     stage6.eq(stage_n), logit6.eq(logit), valid6.eq(valid_n)]
 
         # Stage 7: the shift and the clamp.
-        with m.Switch(stage3):
+        with m.Switch(stage6):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     if not spec.multiplier:
@@ -173,5 +167,5 @@ class Requantizer(wiring.Component):
                         continue
                     m.d.sync += self.code.eq(Mux(under, spec.lo, Mux(over, spec.hi,
                                                                     total >> spec.shift)))
-        m.d.sync += [self.logit.eq(logit3), self.out_valid.eq(valid3)]
+        m.d.sync += [self.logit.eq(logit6), self.out_valid.eq(valid6)]
         return m
