@@ -265,11 +265,12 @@ class Accelerator(wiring.Component):
             m.d.sync += [wp.addr.eq(out_entry.row), wp.data.eq(placed.data),
                          wp.en.eq(placed.en)]
             write_ports[b] = placed
-        with m.Switch(stage_d):
-            for j, s in enumerate(p.stages):
-                with m.Case(j):
-                    with m.If(out_valid):
-                        self._place(m, s, p, requant, out_entry.block, write_ports)
+        # a one-hot copy of the stage selects the placement: no stage decoding in the way
+        place_sel = Signal(S, name="place_sel")
+        m.d.sync += place_sel.eq(Const(1, S) << stage)
+        for j, s in enumerate(p.stages):
+            with m.If(out_valid & place_sel[j]):
+                self._place(m, s, p, requant, out_entry.block, write_ports)
 
         # ---------------------------------------------------------------- control
         idle, prologue, win, epilogue, argmax = range(5)
