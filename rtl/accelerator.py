@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, ROW_LATENCY, argmax_cycles
 from edge3u.rtl.argmax import argmax_tree
+from edge3u.rtl.delay import delayed
 from edge3u.rtl.lanes import ActivationLanes
 from edge3u.rtl.pe import PE
 from edge3u.rtl.pe_array import PEArray
@@ -114,7 +115,7 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- datapath
         lanes = m.submodules.lanes = ActivationLanes(p.element_bits, p.lane_capacity,
-                                                                   p.lane_bits)
+                                                     p.lane_bits)
         array = m.submodules.array = PEArray(
             self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
             acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
@@ -140,8 +141,10 @@ class Accelerator(wiring.Component):
         stage = cur_e.stage
         # The datapath's copy of the stage, a cycle behind: every use (rows read, granules
         # requantized and written) comes at least a cycle after a stage begins.
-        stage_d = Signal.like(stage, name="stage_d")
-        m.d.sync += stage_d.eq(stage)
+        stage_d = delayed(m, stage, 1, "stage_d")
+        # ... and a one-hot copy, so a selection by stage (a row's elements, a granule's
+        # placement) is one level of logic, with no stage decoder shared across the chip
+        stage_hot = delayed(m, (Const(1, S) << stage)[:S], 1, "stage_hot")
         count = Signal(range(max(tile.reads for tile in p.tiles)
                              + max(tile.writes for tile in p.tiles)
                              + max(s.inner for s in p.stages) + p.classes + 16))
@@ -164,10 +167,8 @@ class Accelerator(wiring.Component):
         # the read word goes straight into a register beside the block RAM (ROW_LATENCY)
         words = [Signal.like(rp.data, name=f"row_word{i}") for i, rp in enumerate(read_ports)]
         m.d.sync += [w.eq(rp.data) for w, rp in zip(words, read_ports)]
-        rd_valid1, rd_lane1 = Signal(), Signal.like(rd_lane)
-        rd_valid, rd_lane_d = Signal(), Signal.like(rd_lane)
-        m.d.sync += [rd_valid1.eq(rd_left != 0), rd_lane1.eq(rd_lane),
-                     rd_valid.eq(rd_valid1), rd_lane_d.eq(rd_lane1)]
+        rd_valid = delayed(m, rd_left != 0, ROW_LATENCY, "rd_valid")
+        rd_lane_d = delayed(m, rd_lane, ROW_LATENCY, "rd_lane")
         with m.If(rd_left != 0):
             m.d.sync += [rd_left.eq(rd_left - 1), rd_addr.eq(rd_addr + 1), rd_lane.eq(rd_lane + 1)]
 
@@ -175,17 +176,14 @@ class Accelerator(wiring.Component):
             m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
 
         m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
-        # The row's elements by stage, selected by a one-hot copy of the stage: one level of
-        # logic between the buffer and the lanes' row register.
-        row_sel = Signal(S, name="row_sel")
-        m.d.sync += row_sel.eq(Const(1, S) << stage)
+        # the row's elements by stage: one level of logic before the lanes' row register
         elements = [[] for _ in range(max(s.inner for s in p.stages))]
         for j, s in enumerate(p.stages):
             bits, word = s.in_bits, words[s.src]
             for e in range(s.inner):
                 raw = word[e * bits:(e + 1) * bits]
                 value = raw.as_signed() if s.in_signed else raw
-                elements[e].append(Mux(row_sel[j], value, 0))  # unsigned ones zero-extend
+                elements[e].append(Mux(stage_hot[j], value, 0))  # unsigned ones zero-extend
         for e, terms in enumerate(elements):
             total = terms[0]
             for term in terms[1:]:
@@ -224,36 +222,24 @@ class Accelerator(wiring.Component):
             with m.If(has_bias):
                 m.d.sync += bias_index.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
-        writes = [snap_writes]
-        for d in range(PE.latency + PEArray.latency):
-            writes.append(Signal.like(snap_writes, name=f"writes{d + 1}"))
-            m.d.sync += writes[-1].eq(writes[-2])
+        writes = delayed(m, snap_writes, PE.latency + PEArray.latency, "writes")
         with m.If(array.result):
-            m.d.comb += dr_left_next.eq(writes[-1])
+            m.d.comb += dr_left_next.eq(writes)
         m.d.comb += array.advance.eq(dr_left_next != 0)
         wt = write_table.read_port()
         bias = biases.read_port()
         m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]
         # The granule's sums wait a cycle for its bias: the bias ROM's output goes straight
         # into a register beside the block RAM (its output is slow), as the write table's does.
-        value1 = [Signal(signed(A), name=f"value1_{e}") for e in range(G)]
-        value2 = [Signal(signed(A), name=f"value2_{e}") for e in range(G)]
-        drain1, drain2 = Signal(), Signal()
-        bias_d = Signal.like(bias.data, name="bias_d")
-        m.d.sync += [v.eq(array.granule[e]) for e, v in enumerate(value1)]
-        m.d.sync += [v2.eq(v1) for v1, v2 in zip(value1, value2)]
-        m.d.sync += [drain1.eq(draining), drain2.eq(drain1), bias_d.eq(bias.data)]
+        values = [delayed(m, array.granule[e], 2, f"value{e}_") for e in range(G)]
+        drain_valid = delayed(m, draining, 2, "drain")
+        bias_d = delayed(m, bias.data, 1, "bias_d")
         for e, rq in enumerate(requant):
-            m.d.comb += [rq.value.eq(value2[e]),
+            m.d.comb += [rq.value.eq(values[e]),
                          rq.bias.eq(bias_d[e * A:(e + 1) * A].as_signed()),
-                         rq.stage.eq(stage_d), rq.valid.eq(drain2)]
-        entry = wt.data
-        delayed = [entry]
-        for d in range(Requantizer.latency + 1):
-            nxt_entry = Signal(wt_layout, name=f"entry{d + 2}")
-            m.d.sync += nxt_entry.eq(delayed[-1])
-            delayed.append(nxt_entry)
-        out_entry, out_valid = delayed[-1], requant[0].out_valid
+                         rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
+        out_entry = delayed(m, wt.data, Requantizer.latency + 1, "entry")
+        out_valid = requant[0].out_valid
 
         # The placed granule is registered before the write port: the placement decodes the
         # stage and lane block, and a memory's write inputs should come from a register.
@@ -265,11 +251,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [wp.addr.eq(out_entry.row), wp.data.eq(placed.data),
                          wp.en.eq(placed.en)]
             write_ports[b] = placed
-        # a one-hot copy of the stage selects the placement: no stage decoding in the way
-        place_sel = Signal(S, name="place_sel")
-        m.d.sync += place_sel.eq(Const(1, S) << stage)
         for j, s in enumerate(p.stages):
-            with m.If(out_valid & place_sel[j]):
+            with m.If(out_valid & stage_hot[j]):
                 self._place(m, s, p, requant, out_entry.block, write_ports)
 
         # ---------------------------------------------------------------- control

@@ -5,6 +5,7 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from edge3u.rtl.delay import delayed
 from edge3u.rtl.pe import PE
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
@@ -24,8 +25,8 @@ class PEArray(wiring.Component):
     and weights of the same cycle are multiplied together; the controls are copied per PE row
     in :class:`Replica` modules, so no control net spans the array. ``result`` and
     ``granule`` are therefore two cycles later than they would be without the input
-    registers, and
-    ``advance`` is given a cycle ahead: the drain shifts in the cycle after it is high.
+    registers, and ``advance`` is given a cycle ahead: the drain shifts in the cycle after it
+    is high.
 
     Parameters
     ----------
@@ -105,7 +106,7 @@ class PEArray(wiring.Component):
         pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
         # Registered copies of the controls per PE row, so no control net spans the array:
         # the operand flags as deep as the operands, the drain's controls one deep.
-        rows, drains = [], []
+        operand_ctl, drains = [], []
         for r in range(self.rows):
             ops = m.submodules[f"{REPLICA_PREFIX}{r}_operands"] = Replica(
                 {"valid": 1, "first": 1}, depth=self.latency)
@@ -113,18 +114,14 @@ class PEArray(wiring.Component):
                 {"advance": 1, "stage": self.stage.shape()})
             m.d.comb += [ops.inp.valid.eq(self.valid), ops.inp.first.eq(self.first),
                          dr.inp.advance.eq(self.advance), dr.inp.stage.eq(self.stage)]
-            rows.append(ops.out)
+            operand_ctl.append(ops.out)
             drains.append(dr.out)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
-            ops, stage = rows[p // self.cols], drains[p // self.cols].stage
+            ops, stage = operand_ctl[p // self.cols], drains[p // self.cols].stage
             m.submodules[f"pe{p}"] = pe
             # weights: a register beside the ROM, then one beside the PE
-            w = self.weights[p]
-            for d in range(self.latency):
-                w_d = Signal(signed(weight_bits), name=f"w{p}_{d}")
-                m.d.sync += w_d.eq(w)
-                w = w_d
+            w = delayed(m, self.weights[p], self.latency, f"w{p}_")
             m.d.comb += [pe.w.eq(w), pe.valid.eq(ops.valid), pe.first.eq(ops.first)]
             by_lane = {}
             for s, route in enumerate(self._routes):
@@ -137,12 +134,7 @@ class PEArray(wiring.Component):
                     if lane >= 0:
                         with m.Case(*stages):
                             m.d.sync += routed.eq(self.heads[lane][:pe_bits[p]].as_signed())
-            operand = routed
-            for d in range(1, self.latency):
-                nxt = Signal(signed(pe_bits[p]), name=f"a{p}_{d}")
-                m.d.sync += nxt.eq(operand)
-                operand = nxt
-            m.d.comb += pe.a.eq(operand)
+            m.d.comb += pe.a.eq(delayed(m, routed, self.latency - 1, f"a{p}_"))
         m.d.comb += self.result.eq(pes[0].result)
         by_size = {}
         for s, g in enumerate(self._granules):

@@ -7,9 +7,11 @@ synthesis tool merges identical registers, so every copy lives in a module of it
 place and route flattens them without merging.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from edge3u.rtl.delay import delayed
 
 __all__ = ["Replica", "REPLICA_PREFIX"]
 
@@ -45,10 +47,5 @@ class Replica(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        level = self.inp
-        for d in range(self.depth - 1):
-            nxt = Signal(self.inp.shape(), name=f"level{d + 1}")
-            m.d.sync += nxt.eq(level)
-            level = nxt
-        m.d.sync += self.out.eq(level)
+        m.d.sync += self.out.eq(delayed(m, self.inp, self.depth - 1, "level"))
         return m

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.golden import MULTIPLIER_BITS
+from edge3u.rtl.delay import delayed
 from edge3u.rtl.pe import MULTIPLIERS
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
@@ -13,13 +14,6 @@ __all__ = ["Requantizer", "RequantSpec"]
 #: Register stages of the multiply: one adder level each for the logic version's
 #: MULTIPLIER_BITS partial products.
 PRODUCT_STAGES = (MULTIPLIER_BITS - 1).bit_length()
-
-
-def _delayed(m, value, name):
-    """``value`` one cycle later."""
-    reg = Signal.like(value, name=name)
-    m.d.sync += reg.eq(value)
-    return reg
 
 
 class RequantSpec:
@@ -130,7 +124,7 @@ class Requantizer(wiring.Component):
                     for i, v in enumerate(sums)]
             m.d.sync += [r.eq(v) for r, v in zip(regs, sums)]
             levels.append(regs)
-            logit, stage_n, valid_n = (_delayed(m, x, f"{n}{d + 2}") for x, n in
+            logit, stage_n, valid_n = (delayed(m, x, 1, f"{n}{d + 2}_") for x, n in
                                        ((logit, "logit"), (stage_n, "stage"), (valid_n, "valid")))
             stages.append(stage_n)
         assert len(levels[-1]) == 1, "the multiply must end in one sum"
