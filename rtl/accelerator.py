@@ -50,7 +50,8 @@ class Accelerator(wiring.Component):
     cls : Out(range(classes))
 
     After elaboration, ``memories`` (the buffers) and ``probes`` (sequencer state, stage, cycle
-    counter) let a simulation look inside (``sim/locate.py``).
+    counter, the row reader and each buffer's write port) let a simulation look inside
+    (``sim/locate.py``, the read/write test).
     """
 
     def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut",
@@ -164,8 +165,11 @@ class Accelerator(wiring.Component):
         rd_lane = Signal(range(max(2, p.lanes)))
         read_ports = [buf.read_port() for buf in buffers]
         m.d.comb += [rp.addr.eq(rd_addr) for rp in read_ports]
-        # the read word goes straight into a register beside the block RAM (ROW_LATENCY)
-        words = [Signal.like(rp.data, name=f"row_word{i}") for i, rp in enumerate(read_ports)]
+        # The read word goes straight into a register beside the block RAM (ROW_LATENCY),
+        # which synthesis folds into the block RAM (edge3u/bram_fold.py). A stage reads only
+        # its source buffer and writes only another, so no row is read as it is written.
+        words = [Signal.like(rp.data, name=f"row_word{i}", reset_less=True)
+                 for i, rp in enumerate(read_ports)]
         m.d.sync += [w.eq(rp.data) for w, rp in zip(words, read_ports)]
         rd_valid = delayed(m, rd_left != 0, ROW_LATENCY, "rd_valid")
         rd_lane_d = delayed(m, rd_lane, ROW_LATENCY, "rd_lane")
@@ -230,22 +234,22 @@ class Accelerator(wiring.Component):
         bias = biases.read_port()
         m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]
         # The granule's sums wait a cycle for its bias: the bias ROM's output goes straight
-        # into a register beside the block RAM (its output is slow), as the write table's does.
+        # into a register (the block RAM's own, after synthesis), as the write table's does.
         values = [delayed(m, array.granule[e], 2, f"value{e}_") for e in range(G)]
         drain_valid = delayed(m, draining, 2, "drain")
-        bias_d = delayed(m, bias.data, 1, "bias_d")
+        bias_d = delayed(m, bias.data, 1, "bias_d", reset_less=True)
         for e, rq in enumerate(requant):
             m.d.comb += [rq.value.eq(values[e]),
                          rq.bias.eq(bias_d[e * A:(e + 1) * A].as_signed()),
                          rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
-        out_entry = delayed(m, wt.data, Requantizer.latency + 1, "entry")
+        out_entry = delayed(m, wt.data, Requantizer.latency + 1, "entry", reset_less=True)
         out_valid = requant[0].out_valid
 
         # The placed granule is registered before the write port: the placement decodes the
         # stage and lane block, and a memory's write inputs should come from a register.
-        write_ports = {}
+        write_ports, buffer_writes = {}, {}
         for b in (1, 2):
-            wp = buffers[b].write_port(granularity=p.activation_bits)
+            wp = buffer_writes[b] = buffers[b].write_port(granularity=p.activation_bits)
             placed = SimpleNamespace(data=Signal.like(wp.data, name=f"placed{b}_data"),
                                      en=Signal.like(wp.en, name=f"placed{b}_en"))
             m.d.sync += [wp.addr.eq(out_entry.row), wp.data.eq(placed.data),
@@ -261,7 +265,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [state_window.eq(state == win),
                      state_first.eq(((state == win) | (state == epilogue)) & (count == 0))]
         m.d.comb += [lanes.step.eq(state == win), self.busy.eq(state != idle)]
-        self.probes = {"state": state, "stage": stage, "count": count}
+        self.probes = {"state": state, "stage": stage, "count": count, "rd_left": rd_left,
+                       "rd_addr": rd_addr}
         # window_left counts the window down; window_end is high in its last cycle.
         window_left, window_end = Signal.like(count), Signal()
         winner = argmax_tree(m, [self.logits[c] for c in range(p.classes)], A)
@@ -315,10 +320,11 @@ class Accelerator(wiring.Component):
                     m.d.sync += [self.cls.eq(winner), state.eq(idle), self.done.eq(1)]
 
         # loader port into the input buffer
-        lw = buffers[0].write_port(granularity=p.input_bits)
+        lw = buffer_writes[0] = buffers[0].write_port(granularity=p.input_bits)
         m.d.comb += [lw.addr.eq(self.load_addr),
                      lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
                      lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
+        self.probes["writes"] = {b: (wp.addr, wp.en) for b, wp in buffer_writes.items()}
         return m
 
     def _place(self, m, s, p, requant, block, write_ports):

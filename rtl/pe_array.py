@@ -121,7 +121,7 @@ class PEArray(wiring.Component):
             ops, stage = operand_ctl[p // self.cols], drains[p // self.cols].stage
             m.submodules[f"pe{p}"] = pe
             # weights: a register beside the ROM, then one beside the PE
-            w = delayed(m, self.weights[p], self.latency, f"w{p}_")
+            w = delayed(m, self.weights[p], self.latency, f"w{p}_", reset_less=True)
             m.d.comb += [pe.w.eq(w), pe.valid.eq(ops.valid), pe.first.eq(ops.first)]
             by_lane = {}
             for s, route in enumerate(self._routes):
