@@ -45,7 +45,8 @@ class Accelerator(wiring.Component):
     done : Out(1)
         One cycle: ``logits`` and ``cls`` are valid (they stay valid until the next start).
     load_addr, load_lane, load_data, load_en : In
-        Input buffer write port (one pixel per cycle).
+        Input buffer write port (one pixel per cycle, written at the next clock edge, so
+        ``start`` may come in the cycle after the last pixel).
     logits : Out(ArrayLayout(signed(acc_bits), classes))
     cls : Out(range(classes))
 
@@ -321,7 +322,9 @@ class Accelerator(wiring.Component):
 
         # loader port into the input buffer
         lw = buffer_writes[0] = buffers[0].write_port(granularity=p.input_bits)
-        m.d.comb += [lw.addr.eq(self.load_addr),
+        # registered, as the drain's write ports are: the pixel lands a cycle after it is
+        # given, which the start (itself a cycle after the last pixel) leaves time for
+        m.d.sync += [lw.addr.eq(self.load_addr),
                      lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
                      lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
         self.probes["writes"] = {b: (wp.addr, wp.en) for b, wp in buffer_writes.items()}
