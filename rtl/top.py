@@ -5,6 +5,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.rtl.accelerator import Accelerator
+from edge3u.rtl.delay import delayed
 from edge3u.rtl.program import Program
 
 __all__ = ["Top", "result_layout"]
@@ -24,8 +25,9 @@ class Top(wiring.Component):
     After ``start`` (a pulse, or held high to run image after image) the core accepts one image
     on ``i_pixels`` (one pixel per beat, in the row-major order of the input), computes, and
     offers the class and logits on ``o_result``; ``done`` pulses when the result is taken.
-    ``cycles`` holds the compute cycles of the last inference (from the cycle after the last
-    pixel to the result), which :meth:`Schedule.cycles` predicts exactly.
+    ``cycles`` holds the compute cycles of the last inference (the cycles the core is busy,
+    from its start two cycles after the last pixel to the result), which
+    :meth:`Schedule.cycles` predicts exactly.
 
     Members
     -------
@@ -60,9 +62,10 @@ class Top(wiring.Component):
             init=[{"row": r, "lane": lane} for r, lane in p.input_table])
         # Read one pixel ahead: the entry of the pixel being accepted is already registered.
         # (A comb port and a register: yosys' ABC9 in YoWASP 0.70 fails on the ECP5
-        # mapping of a registered ROM port.)
+        # mapping of a registered ROM port.) The entry, the pixel and its enable then take
+        # one more register each, which synthesis folds into the table's block RAM.
         ahead = table.read_port(domain="comb")
-        where = Signal(table_layout)
+        where = Signal(table_layout, reset_less=True)
         m.d.sync += where.eq(ahead.data)
         index = Signal(range(pixels + 1))
         idle, load, run, offer = range(4)
@@ -72,9 +75,16 @@ class Top(wiring.Component):
         m.d.comb += ahead.addr.eq(Mux(state == load, Mux(accept, index + 1, index), 0))
         counter = Signal(32)
         m.d.comb += self.busy.eq(state != idle)
-        m.d.sync += [self.done.eq(0), core.start.eq(0)]
-        m.d.comb += [core.load_addr.eq(where.row), core.load_lane.eq(where.lane),
-                     core.load_data.eq(self.i_pixels.payload)]
+        m.d.sync += self.done.eq(0)
+        where_d = delayed(m, where, 1, "where_d", reset_less=True)
+        m.d.comb += [core.load_addr.eq(where_d.row), core.load_lane.eq(where_d.lane),
+                     core.load_data.eq(delayed(m, self.i_pixels.payload, 1, "pixel_d",
+                                               reset_less=True)),
+                     core.load_en.eq(delayed(m, accept, 1, "accept_d"))]
+        # the last pixel reaches the input buffer two edges after it is accepted (this
+        # register and the core's write-port register): the core starts after that
+        go = Signal()
+        m.d.comb += core.start.eq(delayed(m, go, 2, "go"))
         m.d.comb += [self.o_result.payload.cls.eq(core.cls),
                      self.o_result.payload.logits.eq(core.logits)]
         last = Signal()  # index == pixels - 1, kept as a register beside the count
@@ -83,11 +93,12 @@ class Top(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [state.eq(load), index.eq(0), last.eq(pixels == 1)]
             with m.Case(load):
-                m.d.comb += [self.i_pixels.ready.eq(1), core.load_en.eq(self.i_pixels.valid)]
+                m.d.comb += self.i_pixels.ready.eq(1)
                 with m.If(self.i_pixels.valid):
                     m.d.sync += [index.eq(index + 1), last.eq(index == pixels - 2)]
                     with m.If(last):
-                        m.d.sync += [state.eq(run), core.start.eq(1), counter.eq(0)]
+                        m.d.sync += [state.eq(run), counter.eq(0)]
+                        m.d.comb += go.eq(1)
             with m.Case(run):
                 with m.If(core.busy):
                     m.d.sync += counter.eq(counter + 1)
