@@ -98,13 +98,18 @@ class Accelerator(wiring.Component):
             "writes": range(max(t.writes for t in p.tiles) + 1),
             "weight_base": range(max(2, len(p.weight_words))),
             "window_last": range(max(2, max(t.window_last for t in p.tiles) + 1)),
+            # the last cycle of the prologue before the tile and of the epilogue after it
+            "prologue_last": range(max(t.reads for t in p.tiles) + ROW_LATENCY),
+            "epilogue_last": range(max(t.writes for t in p.tiles) + EPILOGUE_EXTRA + 1),
             "stage_end": 1, "network_end": 1,
         })
         sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0,
-                    "window_last": 0, "stage_end": 1, "network_end": 1}
+                    "window_last": 0, "prologue_last": 0, "epilogue_last": 0, "stage_end": 1,
+                    "network_end": 1}
         entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
                     "writes": t.writes, "weight_base": t.weight_base,
-                    "window_last": t.window_last, "stage_end": t.stage_end,
+                    "window_last": t.window_last, "prologue_last": t.reads + ROW_LATENCY - 1,
+                    "epilogue_last": t.writes + EPILOGUE_EXTRA, "stage_end": t.stage_end,
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
         tiles = memory.Memory(shape=tile_layout, depth=len(entries), init=entries)
@@ -132,14 +137,15 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- sequencer state
         # Tiles t, t + 1 and t + 2 in registers; tile t + 3 is read ahead, so no decision
-        # waits for a table lookup.
-        t = Signal(range(len(p.tiles) + 1))
+        # waits for a table lookup. The look-ahead index t + 3 is a counter of its own: no
+        # adder in front of the table.
         ahead = tiles.read_port(domain="comb")
-        m.d.comb += ahead.addr.eq(t + 3)
+        t3 = Signal.like(ahead.addr, name="t3")
+        m.d.comb += ahead.addr.eq(t3)
         cur_e, nxt_e, nn_e = (Signal(tile_layout, name=n) for n in ("cur_e", "nxt_e", "nn_e"))
 
         def next_tile():
-            m.d.sync += [t.eq(t + 1), cur_e.eq(nxt_e), nxt_e.eq(nn_e), nn_e.eq(ahead.data)]
+            m.d.sync += [t3.eq(t3 + 1), cur_e.eq(nxt_e), nxt_e.eq(nn_e), nn_e.eq(ahead.data)]
         stage = cur_e.stage
         # The datapath's copy of the stage, a cycle behind: every use (rows read, granules
         # requantized and written) comes at least a cycle after a stage begins.
@@ -150,7 +156,6 @@ class Accelerator(wiring.Component):
         count = Signal(range(max(tile.reads for tile in p.tiles)
                              + max(tile.writes for tile in p.tiles)
                              + max(s.inner for s in p.stages) + p.classes + 16))
-        epilogue_last = Signal.like(count)
         snap_writes = Signal.like(cur_e.writes)
         # Constants of the stage, registered: the stage changes at a stage boundary, and the
         # prologue that follows leaves them a cycle to settle before they are used.
@@ -268,56 +273,58 @@ class Accelerator(wiring.Component):
         m.d.comb += [lanes.step.eq(state == win), self.busy.eq(state != idle)]
         self.probes = {"state": state, "stage": stage, "count": count, "rd_left": rd_left,
                        "rd_addr": rd_addr}
-        # window_left counts the window down; window_end is high in its last cycle.
-        window_left, window_end = Signal.like(count), Signal()
+        # phase_left counts the cycles of a prologue, window, epilogue or argmax down and
+        # phase_end is high in its last: every state change waits on one register.
+        phase_left, phase_end = Signal.like(count), Signal()
         winner = argmax_tree(m, [self.logits[c] for c in range(p.classes)], A)
         m.d.sync += self.done.eq(0)
 
+        def enter(next_state, last):
+            m.d.sync += [state.eq(next_state), count.eq(0), phase_left.eq(last),
+                         phase_end.eq(last == 0)]
+
         def enter_window(tile, following, prev_writes):
-            m.d.sync += [window_left.eq(tile.window_last), window_end.eq(tile.window_last == 0),
-                         count.eq(0), state.eq(win), snap_writes.eq(prev_writes),
-                         weight_addr.eq(tile.weight_base)]
+            enter(win, tile.window_last)
+            m.d.sync += [snap_writes.eq(prev_writes), weight_addr.eq(tile.weight_base)]
             m.d.comb += lanes.swap.eq(1)
             with m.If(~tile.stage_end):  # the following tile is of this stage: read its rows
                 arm_reader(following)
 
+        with m.If(state != idle):  # count the phase down (a state change below overrides)
+            m.d.sync += [count.eq(count + 1), phase_left.eq(phase_left - 1),
+                         phase_end.eq(phase_left == 1)]
         with m.Switch(state):
             with m.Case(idle):
                 with m.If(self.start):
-                    m.d.sync += [t.eq(0), count.eq(0), state.eq(prologue), granule.eq(0),
-                                 bias_index.eq(0)]
+                    enter(prologue, entries[0]["prologue_last"])
+                    m.d.sync += [t3.eq(3), granule.eq(0), bias_index.eq(0)]
                     m.d.sync += [reg.eq(tile_layout.const(entries[k]))
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]
                     m.d.sync += [rd_left.eq(first_tile.reads), rd_addr.eq(first_tile.first_row),
                                  rd_lane.eq(0)]
             with m.Case(prologue):
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == cur_e.reads + (ROW_LATENCY - 1)):
+                with m.If(phase_end):
                     enter_window(cur_e, nxt_e, Const(0, 1))
             with m.Case(win):
-                m.d.sync += [count.eq(count + 1), window_left.eq(window_left - 1),
-                             window_end.eq(window_left == 1), weight_addr.eq(weight_addr + 1)]
-                with m.If(window_end):
+                m.d.sync += weight_addr.eq(weight_addr + 1)
+                with m.If(phase_end):
                     with m.If(~cur_e.stage_end):
                         next_tile()
                         enter_window(nxt_e, nn_e, cur_e.writes)
                     with m.Else():
-                        m.d.sync += [state.eq(epilogue), count.eq(0),
-                                     snap_writes.eq(cur_e.writes),
-                                     epilogue_last.eq(cur_e.writes + EPILOGUE_EXTRA)]
+                        enter(epilogue, cur_e.epilogue_last)
+                        m.d.sync += snap_writes.eq(cur_e.writes)
             with m.Case(epilogue):
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == epilogue_last):
+                with m.If(phase_end):
                     with m.If(cur_e.network_end):
-                        m.d.sync += [state.eq(argmax), count.eq(0)]
+                        enter(argmax, argmax_cycles(p.classes) - 1)
                     with m.Else():
-                        m.d.sync += [state.eq(prologue), count.eq(0)]
+                        enter(prologue, nxt_e.prologue_last)
                         next_tile()
                         arm_reader(nxt_e)
             with m.Case(argmax):  # the comparison tree's levels are registers
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == argmax_cycles(p.classes) - 1):
+                with m.If(phase_end):
                     m.d.sync += [self.cls.eq(winner), state.eq(idle), self.done.eq(1)]
 
         # loader port into the input buffer
