@@ -248,7 +248,10 @@ class Accelerator(wiring.Component):
             m.d.comb += [rq.value.eq(values[e]),
                          rq.bias.eq(bias_d[e * A:(e + 1) * A].as_signed()),
                          rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
-        out_entry = delayed(m, wt.data, Requantizer.latency + 1, "entry", reset_less=True)
+        # the write-table entry a cycle ahead of the codes it places, and then with them
+        pre_entry = delayed(m, wt.data, Requantizer.latency, "entry", reset_less=True)
+        pre_valid = delayed(m, drain_valid, Requantizer.latency - 1, "pre_valid")
+        out_entry = delayed(m, pre_entry, 1, "out_entry", reset_less=True)
         out_valid = requant[0].out_valid
 
         # The placed granule is registered before the write port: the placement decodes the
@@ -262,6 +265,9 @@ class Accelerator(wiring.Component):
                          wp.en.eq(placed.en)]
             write_ports[b] = placed
         for j, s in enumerate(p.stages):
+            if s.final:  # each logit's load, decoded a cycle ahead into a register
+                self._place_logits(m, s, p, requant, pre_valid & stage_hot[j], pre_entry.block)
+                continue
             with m.If(out_valid & stage_hot[j]):
                 self._place(m, s, p, requant, out_entry.block, write_ports)
 
@@ -337,17 +343,21 @@ class Accelerator(wiring.Component):
         self.probes["writes"] = {b: (wp.addr, wp.en) for b, wp in buffer_writes.items()}
         return m
 
+    def _place_logits(self, m, s, p, requant, valid_ahead, block_ahead):
+        """The final stage's granules into the logit registers: lane ``e`` of block ``b``
+        is the logit of class ``logit_class[b * g + e]``."""
+        g = s.granule
+        for b in range(s.x_hi):
+            load = Signal(name=f"logit_load{b}")
+            m.d.sync += load.eq(valid_ahead & (block_ahead == b))
+            with m.If(load):
+                for e in range(g):
+                    cls = p.logit_class[b * g + e]
+                    m.d.sync += self.logits[cls].eq(requant[e].logit)
+
     def _place(self, m, s, p, requant, block, write_ports):
         """Write the drained granule: lanes ``block * g .. block * g + g - 1`` of the row."""
         g = s.granule
-        if s.final:
-            with m.Switch(block):
-                for b in range(s.x_hi):
-                    with m.Case(b):
-                        for e in range(g):
-                            cls = p.logit_class[b * g + e]
-                            m.d.sync += self.logits[cls].eq(requant[e].logit)
-            return
         wp = write_ports[s.dst]
         bits = p.activation_bits
         with m.Switch(block):
