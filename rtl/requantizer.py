@@ -91,20 +91,22 @@ class Requantizer(wiring.Component):
         acc_bits = self._acc_bits
         prod_bits = acc_bits + MULTIPLIER_BITS + 1
         biased = Signal(signed(acc_bits))
-        stage1 = Signal.like(self.stage, name="stage1")
         valid1 = Signal()
-        # The stage's multiplier, in a replica of its own: its last register sits beside the
-        # multiply. It changes only at a stage boundary, long before the stage's first granule.
-        own = m.submodules[REPLICA_PREFIX] = Replica({"multiplier": unsigned(MULTIPLIER_BITS)},
-                                                     depth=2)
-        multiplier = own.out.multiplier
-        with m.Switch(self.stage):
+        # The stage comes in through a registered copy of this lane's own (a replica: yosys
+        # would otherwise merge every lane's stage register into one and share the logic that
+        # decodes it across the chip), and the stage's multiplier is decoded from that copy
+        # into a replica beside the multiply.
+        pin = m.submodules[f"{REPLICA_PREFIX}_stage"] = Replica({"stage": self.stage.shape()})
+        own = m.submodules[REPLICA_PREFIX] = Replica({"multiplier": unsigned(MULTIPLIER_BITS)})
+        m.d.comb += pin.inp.stage.eq(self.stage)
+        stage1, multiplier = pin.out.stage, own.out.multiplier
+        with m.Switch(stage1):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):
                     addend = self.bias if spec.has_bias else 0
                     m.d.sync += biased.eq(self.value + addend)
                     m.d.comb += own.inp.multiplier.eq(spec.multiplier)
-        m.d.sync += [stage1.eq(self.stage), valid1.eq(self.valid)]
+        m.d.sync += valid1.eq(self.valid)
 
         # Stages 2 to 5: the multiply, one adder level per stage. In logic ("lut"): pairs of
         # shifted partial products, then pairs of pairs, until one sum is left. With a
