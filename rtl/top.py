@@ -62,8 +62,9 @@ class Top(wiring.Component):
             init=[{"row": r, "lane": lane} for r, lane in p.input_table])
         # Read one pixel ahead: the entry of the pixel being accepted is already registered.
         # (A comb port and a register: yosys' ABC9 in YoWASP 0.70 fails on the ECP5
-        # mapping of a registered ROM port.) The entry, the pixel and its enable then take
-        # one more register each, which synthesis folds into the table's block RAM.
+        # mapping of a registered ROM port.) The entry then takes one more register, which
+        # synthesis folds into the table's block RAM, and the pixel and its enable one each
+        # to stay in step with it.
         ahead = table.read_port(domain="comb")
         where = Signal(table_layout, reset_less=True)
         m.d.sync += where.eq(ahead.data)
