@@ -119,8 +119,9 @@ def _stat_cells(path: Path, top: str) -> dict[str, int]:
     modules = stat.get("modules", {})
     # the whole design (kept submodules included), else the top module alone
     module = stat.get("design") or modules.get(f"\\{top}") or modules.get(top) or {}
+    kept = {name.lstrip("\\") for name in modules}  # kept submodules are counted inside
     return {kind.lstrip("$"): int(n) for kind, n in module.get("num_cells_by_type", {}).items()
-            if not kind.startswith("\\")}  # instances of kept submodules are counted inside
+            if kind.lstrip("\\") not in kept}
 
 
 def _relative(path: Path, start: Path) -> str:
