@@ -4,7 +4,7 @@ For each budget (cycles per inference on the configured array; 0 = none) the net
 with the budget steering rank pruning, quantized, exported, elaborated and run on Verilator, so
 the table shows the cycles the RTL itself counted next to the budget and the accuracy bought.
 
-    python bench/budget.py [--quick] [--budgets 0,1000,900,800,720] [--images 100] [--out DIR]
+    python bench/budget.py [--quick] [--budgets 0,1000,900,800] [--images 100] [--out DIR]
 
 Prints a table; the last line is one JSON object with the rows.
 """
@@ -23,7 +23,7 @@ from edge3u.flow import flow_run
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="default: the Fashion-MNIST config")
-    parser.add_argument("--budgets", default="0,1000,900,800,720")
+    parser.add_argument("--budgets", default="0,1000,900,800")
     parser.add_argument("--images", type=int, default=100, help="test images on Verilator")
     parser.add_argument("--quick", action="store_true", help="quick training and QAT")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
