@@ -8,8 +8,9 @@ live inside the block RAM instead, where its clock-to-output is short.
 
 This pass does that on yosys's JSON netlist, before nextpnr. A DP16KD is folded when every
 data-out bit it drives feeds exactly one TRELLIS_FF's D input and nothing else, and each such
-flip-flop has the block RAM's clock, no clock enable, no set/reset and a zero initial value
-(both clocks of the DP16KD the same net, its resets tied low). Its flip-flops are removed, its
+flip-flop has the clock of the port that reads the bit (port B's for a 36-bit-wide block, which
+reads both halves), no clock enable, no set/reset and a zero initial value, and the block's
+resets are tied low. Its flip-flops are removed, its
 data outputs drive their nets, and both ports become ``OUTREG`` with their output enables tied
 high: the data out is then the same value one clock later, which is what the flip-flops gave.
 """
