@@ -233,7 +233,7 @@ class HardwareConfig:
     pe_cols: int = 20
     requant_lanes: int = 40
     clock_mhz: float = 150.0
-    pe_multipliers: str = "lut"  # "lut": partial products in logic; "dsp": multiplier blocks
+    pe_multipliers: str = "lut"  # "lut": Booth terms in logic; "dsp": multiplier blocks
     requant_multipliers: str = "lut"  # the requantizers' products: "lut" or "dsp", as above
     # Hardware-aware rank selection: training prunes ranks until the accelerator's cycle model
     # meets this budget (0: no budget). Give cycles or microseconds at clock_mhz, not both.

@@ -1,6 +1,6 @@
 """A processing element: signed low-bit multiply, wide accumulate."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,8 +23,8 @@ class PE(wiring.Component):
     acc_bits : int
         Signed accumulator width; the caller derives it from the worst case, so it never wraps.
     multiplier : "lut" or "dsp"
-        ``"lut"`` writes the product as its ``weight_bits`` shifted partial products (logic
-        that synthesis keeps in LUTs); ``"dsp"`` writes ``a * w``, which synthesis maps to the
+        ``"lut"`` writes the product as radix-4 Booth terms (:func:`booth_digits`), logic that
+        synthesis keeps in LUTs; ``"dsp"`` writes ``a * w``, which synthesis maps to the
         target's multiplier blocks where it has them.
 
     Members
@@ -68,16 +68,40 @@ class PE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        product = Signal(signed(self._act_bits + self._weight_bits), name="product")
         first = Signal(name="first_d")
-        if self.multiplier == "dsp":
-            full = self.a * self.w
-        else:  # two's complement: the top bit of w weighs -2**(weight_bits-1)
-            top = self._weight_bits - 1
-            full = sum(Mux(self.w[k], self.a << k, 0) for k in range(top))
-            full = full - Mux(self.w[top], self.a << top, 0)
-        m.d.sync += [product.eq(Mux(self.valid, full, 0)), first.eq(self.first)]
-        m.d.sync += self.acc.eq(Mux(first, 0, self.acc) + product)
+        m.d.sync += first.eq(self.first)
         m.d.comb += self.result.eq(first)
+        keep = Mux(first, 0, self.acc)
+        if self.multiplier == "dsp":
+            product = Signal(signed(self._act_bits + self._weight_bits), name="product")
+            m.d.sync += [product.eq(Mux(self.valid, self.a * self.w, 0)),
+                         self.acc.eq(keep + product)]
+            return m
+        # Each Booth digit selects 0, a or 2a and inverts it when negative; the +1 that
+        # completes the negation joins the next addition as its carry-in.
+        terms = [(Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0), neg)
+                 for one, two, neg in booth_digits(self.w, self._weight_bits)]
+        if len(terms) == 1:  # 2-bit codes: the inverted term and its carry go to the adder
+            (inverted, neg), = terms
+            term = Signal(signed(self._act_bits + 1), name="term")
+            carry = Signal(name="carry")
+            m.d.sync += [term.eq(Mux(self.valid, inverted, 0)), carry.eq(self.valid & neg),
+                         self.acc.eq(keep + term + carry)]
+            return m
+        product = Signal(signed(self._act_bits + self._weight_bits), name="product")
+        full = sum((inverted + neg) << 2 * d for d, (inverted, neg) in enumerate(terms))
+        m.d.sync += [product.eq(Mux(self.valid, full, 0)), self.acc.eq(keep + product)]
         return m
 
+
+def booth_digits(w, bits: int):
+    """The radix-4 Booth digits of the signed ``bits``-bit value ``w``, least significant
+    first, each as ``(one, two, neg)``: digit ``d`` is ``(-1 if neg else 1) * (1 if one else
+    2 if two else 0)`` and ``w = sum(digit_d * 4**d)``. Digit ``d`` reads bits ``2d+1, 2d,
+    2d-1`` (bit -1 is 0, bits above the top repeat the sign)."""
+    bit = lambda i: w[min(i, bits - 1)] if i >= 0 else Const(0)  # noqa: E731
+    out = []
+    for d in range((bits + 1) // 2):
+        low, mid, high = bit(2 * d - 1), bit(2 * d), bit(2 * d + 1)
+        out.append((mid ^ low, (high & ~mid & ~low) | (~high & mid & low), high))
+    return out

@@ -41,7 +41,7 @@ def test_rejects_an_accumulator_narrower_than_a_product():
 
 
 @pytest.mark.parametrize("multiplier", ["lut", "dsp"])
-@pytest.mark.parametrize("act_bits, weight_bits", [(2, 2), (4, 2), (5, 3), (8, 4)])
+@pytest.mark.parametrize("act_bits, weight_bits", [(2, 2), (4, 2), (9, 2), (5, 3), (8, 4), (3, 5)])
 def test_every_product_is_exact(multiplier, act_bits, weight_bits):
     pe = PE(act_bits, weight_bits, act_bits + weight_bits, multiplier)
     pairs = [(a, w) for a in range(-(1 << act_bits - 1), 1 << act_bits - 1)
