@@ -19,7 +19,8 @@ class PEArray(wiring.Component):
     activation lane ``routes[stage][p]`` (``-1``: idle) by code ``p`` of the weight word. When a
     tile's sums are finished (``result``) they are copied into the drain register; every
     ``advance`` then shifts it down by the stage's granule size, so ``granule`` always presents
-    the next granule's sums.
+    the next granule's sums. Positions that no busy PE's sum passes in a stage hold instead
+    of shifting: the drain's multiplexers only have the paths some stage uses.
 
     Every input is registered twice on the way in (``latency``): heads (routed to the PE)
     and weights of the same cycle are multiplied together; the controls are copied per PE row
@@ -136,17 +137,23 @@ class PEArray(wiring.Component):
                             m.d.sync += routed.eq(self.heads[lane][:pe_bits[p]].as_signed())
             m.d.comb += pe.a.eq(delayed(m, routed, self.latency - 1, f"a{p}_"))
         m.d.comb += self.result.eq(pes[0].result)
-        by_size = {}
-        for s, g in enumerate(self._granules):
-            by_size.setdefault(g, []).append(s)
+        # A stage's granules leave from the front, so position p only ever presents a sum
+        # that started at or below the stage's last busy PE: it shifts in p + g only where
+        # that is still one, and holds elsewhere (what it holds is never read).
+        last_busy = [max((q for q, lane in enumerate(route) if lane >= 0), default=-1)
+                     for route in self._routes]
         for p, pe in enumerate(pes):
             ctl, row_head = drains[p // self.cols], pes[p - p % self.cols]
+            by_size = {}
+            for s, g in enumerate(self._granules):
+                if p + g <= last_busy[s]:
+                    by_size.setdefault(g, []).append(s)
             with m.If(row_head.result):  # the row's own copy of the tile-finished marker
                 m.d.sync += drain[p].eq(pe.acc)
             with m.Elif(ctl.advance):
                 with m.Switch(ctl.stage):
                     for g, stages in by_size.items():
                         with m.Case(*stages):
-                            m.d.sync += drain[p].eq(drain[p + g] if p + g < self.pes else 0)
+                            m.d.sync += drain[p].eq(drain[p + g])
         m.d.comb += [self.granule[e].eq(drain[e]) for e in range(len(self.granule))]
         return m
