@@ -13,9 +13,11 @@ plots go into the run directory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -128,10 +130,10 @@ def _steps(run: Path, config: Config, *, quick: bool, images: int, target: str, 
                            f"{run / 'rtl' / 'lint.log'}")
         return figures
 
-    def simulate():
+    def simulate(cores=None):
         from edge3u.sim.simulate_run import simulate_run
 
-        figures = simulate_run(run, images=images, data_path=data_path)
+        figures = simulate_run(run, images=images, data_path=data_path, cores=cores)
         if figures["mismatches"]:
             raise RunError(f"the RTL differs from the golden model on {figures['mismatches']} "
                            f"of {figures['images']} images; see {run / 'sim'}")
@@ -185,17 +187,21 @@ def flow_run(config: Config | None, run: str | Path, *, quick: bool = False,
     with ThreadPoolExecutor(max_workers=1) as pool:
         for head, name in pending:
             if name == "simulate" and any(n == "synth" for _, n in pending):
-                # Synthesis reads only the Verilog: it runs beside the simulation (yosys is
-                # one process; the simulation takes the other core).
+                # Synthesis reads only the Verilog: it runs beside the simulation. yosys is
+                # one process and the longer of the two, so the simulation's build and its
+                # simulators leave it a core of its own.
                 synth_head = next(h for h, n in pending if n == "synth")
                 _say(progress, f"{synth_head} running beside the simulation ...")
                 background = pool.submit(_timed, steps["synth"])
+                step = functools.partial(steps[name], cores=max(1, (os.cpu_count() or 1) - 1))
+            else:
+                step = steps[name]
             if name == "synth" and background is not None:
                 seconds, figures = background.result()
             else:
                 _say(progress, f"{head} running ... ({time.monotonic() - started:.0f} s into "
                                f"the flow)")
-                seconds, figures = _timed(steps[name])
+                seconds, figures = _timed(step)
             state["steps"][name] = {"fingerprint": prints[name], "seconds": seconds,
                                     "figures": _plain(figures)}
             write_json(run / STATE, state)  # after every step: a killed flow resumes here

@@ -69,10 +69,11 @@ def _TopPortsVerilator():
 
 
 def build(design, name: str, *, waves: bool = False, optimize: bool = True,
-          root: Path | None = None) -> Path:
+          root: Path | None = None, jobs: int | None = None) -> Path:
     """Convert ``design`` to Verilog (top module ``name``) and compile it; returns the build
     directory (reused when the same Verilog was built before). ``optimize=False`` compiles the
-    C++ without optimisation: faster to build, slower to run."""
+    C++ without optimisation: faster to build, slower to run. ``jobs`` caps the compiler
+    processes (default: cocotb's, one per core up to four)."""
     text = verilog.convert(design, name=name, emit_src=False)
     key = hashlib.sha256((text + LINT_WAIVERS.read_text() + str(waves) + str(optimize)
                           + _BUILD_VERSION)
@@ -88,7 +89,12 @@ def build(design, name: str, *, waves: bool = False, optimize: bool = True,
     os.environ.update(_environment(optimize))
     from cocotb_tools.runner import VerilatorControlFile
 
+    import cocotb_tools.runner as cocotb_runner
+
     runner = _TopPortsVerilator()
+    default_jobs = cocotb_runner.MAX_PARALLEL_BUILD_JOBS
+    if jobs is not None:
+        cocotb_runner.MAX_PARALLEL_BUILD_JOBS = max(1, jobs)
     try:
         runner.build(sources=[VerilatorControlFile(LINT_WAIVERS), source], hdl_toplevel=name,
                      build_dir=build_dir, waves=waves,
@@ -97,6 +103,8 @@ def build(design, name: str, *, waves: bool = False, optimize: bool = True,
     except RuntimeError as error:
         raise SimError(f"Verilator build of {name} failed ({error}); see "
                        f"{build_dir / 'build.log'}") from None
+    finally:
+        cocotb_runner.MAX_PARALLEL_BUILD_JOBS = default_jobs
     done.write_text("ok\n")
     return build_dir
 

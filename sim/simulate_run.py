@@ -21,8 +21,12 @@ BATCH = 250  # images per batch written into the harness's image buffer
 
 
 def simulate_run(run: str | Path, *, images: int, waves: bool = False,
-                 data_path: str | None = None, gap_256: int = 0, stall_256: int = 0) -> dict:
-    """Run the first ``images`` test images; returns the figures (also ``RUN/sim/sim.json``)."""
+                 data_path: str | None = None, gap_256: int = 0, stall_256: int = 0,
+                 cores: int | None = None) -> dict:
+    """Run the first ``images`` test images; returns the figures (also ``RUN/sim/sim.json``).
+    ``cores`` caps the processes the build and the simulation use (default: every core)."""
+    if cores is not None and (not isinstance(cores, int) or cores < 1):
+        raise RunError(f"cores must be a positive integer, not {cores!r}")
     run = Path(run)
     if not (run / CONFIG).exists():
         raise RunError(f"{run / CONFIG} does not exist: run `edge3u train --run {run}` first")
@@ -40,9 +44,10 @@ def simulate_run(run: str | Path, *, images: int, waves: bool = False,
                 depth=min(BATCH, images))
     out = run / SIM_DIR
     out.mkdir(parents=True, exist_ok=True)
-    shards = 1 if waves else min(os.cpu_count() or 1, max(1, images // BATCH))
+    cores = cores or os.cpu_count() or 1
+    shards = 1 if waves else min(cores, max(1, images // BATCH))
     report = verify([case], name="edge3u_sim", waves=waves, optimize=True, root=out / "build",
-                    shards=shards)
+                    shards=shards, build_jobs=cores)
     figures = {
         "images": report["images"], "mismatches": report["mismatches"],
         "rtl_accuracy": report["rtl_correct"] / report["images"],

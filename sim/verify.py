@@ -39,12 +39,14 @@ class Case:
 
 
 def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False,
-           optimize: bool = True, root: Path | None = None, shards: int = 1) -> dict:
+           optimize: bool = True, root: Path | None = None, shards: int = 1,
+           build_jobs: int | None = None) -> dict:
     """Build one design holding every case, run the bench; returns the bench report plus
     ``build_seconds`` and ``run_seconds``. Raises ``SimError`` on any mismatch.
 
     ``shards > 1`` (one case only) splits the images into that many contiguous parts simulated
-    side by side in separate simulator processes on the same build, one per core."""
+    side by side in separate simulator processes on the same build, one per core.
+    ``build_jobs`` caps the compiler processes of the build."""
     if shards > 1 and len(cases) != 1:
         raise ValueError(f"shards={shards} needs exactly one case, not {len(cases)}")
     harnesses, entries = [], []
@@ -56,7 +58,7 @@ def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False
         entries.append((case, program))
     design = harnesses[0] if len(harnesses) == 1 else MultiHarness(harnesses)
     started = time.perf_counter()
-    build_dir = build(design, name, waves=waves, optimize=optimize, root=root)
+    build_dir = build(design, name, waves=waves, optimize=optimize, root=root, jobs=build_jobs)
     built = time.perf_counter()
     shards = max(1, min(shards, len(cases[0].images)))
     bounds = np.linspace(0, len(cases[0].images), shards + 1).astype(int) if shards > 1 else None
