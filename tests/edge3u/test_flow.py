@@ -3,6 +3,8 @@ the RTL agrees with the golden model, and a second flow keeps every unchanged st
 
 import json
 
+import pytest
+
 from edge3u.cli import main
 from edge3u.flow import REPORT_KEYS, STEPS, fingerprints
 from tests_paths import DIGITS_CONFIG
@@ -77,3 +79,18 @@ def test_a_source_digest_follows_the_files(tmp_path, monkeypatch):
     first = flow._sources("pkg_digest_probe")
     (package / "a.py").write_text("x = 2\n")
     assert flow._sources("pkg_digest_probe") != first
+
+
+def test_lint_warnings_stop_the_flow_before_the_simulation(tmp_path, digits_config):
+    from edge3u.flow import _steps
+    from edge3u.runs import RunError
+
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "edge3u_top.v").write_text(  # a two-bit value into one bit: WIDTHTRUNC
+        "module edge3u_top(input [1:0] a, output b);\n  assign b = a;\nendmodule\n")
+    steps = _steps(tmp_path, digits_config, quick=True, images=1, target="ecp5", place=False,
+                   progress=False, data_path=None)
+    with pytest.raises(RunError, match=r"the Verilog has \d+ lint warnings; see .*lint\.log"):
+        steps["simulate"]()
+    assert "WIDTHTRUNC" in (rtl / "lint.log").read_text()
