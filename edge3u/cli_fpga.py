@@ -11,7 +11,7 @@ __all__ = ["add_fpga_commands", "COMMANDS"]
 
 def add_fpga_commands(sub, common) -> None:
     from edge3u.constraints.boards import BOARDS
-    from edge3u.synth import TARGETS
+    from edge3u.synth import PLACERS, TARGETS
 
     synth = sub.add_parser("synth", help="synthesis (yosys) and resource report; ECP5: place "
                                          "and route on the LFE5U-85F and its Fmax")
@@ -21,6 +21,9 @@ def add_fpga_commands(sub, common) -> None:
                        help="keep every multiplier in LUTs (the requantizer's included); by "
                             "default they go to the DSP blocks (see hardware.pe_multipliers for "
                             "the PEs')")
+    synth.add_argument("--placer", choices=PLACERS, default="auto",
+                       help="nextpnr's placer, ECP5: heap (with router1) or static (with "
+                            "router2); auto (default) takes static above half the part's LUTs")
     synth.add_argument("--quiet", action="store_true", help="no progress output")
 
     build = sub.add_parser("build", help="a bitstream of the board top (the accelerator behind "
@@ -70,7 +73,8 @@ def _resources(f: dict, at: str = "Fmax") -> list[tuple[str, str]]:
 def _synth(args) -> int:
     from edge3u.synth import SYNTH_DIR, synth_run
 
-    f = synth_run(args.run, args.target, dsp=not args.no_dsp, quiet=args.quiet)
+    f = synth_run(args.run, args.target, dsp=not args.no_dsp, quiet=args.quiet,
+                  placer=args.placer)
     _rows(_resources(f) + [("fits the device", "yes" if f["fits"] else "NO"),
                            ("written", str(Path(args.run) / SYNTH_DIR / args.target))])
     if args.json:

@@ -7,6 +7,7 @@ from amaranth.back import verilog
 from edge3u.models.random_network import random_design
 from edge3u.rtl.program import build_program
 from edge3u.rtl.top import Top
+from edge3u.runs import RunError
 from edge3u.synth import cell_resources, final_fmax, synthesize, yosys_script
 
 NEXTPNR_LOG = """
@@ -61,8 +62,27 @@ def test_real_synthesis_reports_resources(small_verilog, target):
     if target == "ecp5":  # placed and routed: a post-route clock
         assert 20 < figures["fmax_mhz"] < 500 and (out / "nextpnr.log").is_file()
         assert figures["placed"]["TRELLIS_FF"] == figures["ffs"]
+        # a small design: "auto" takes nextpnr's HeAP placer and router1
+        assert figures["placer"] == "heap"
+        assert "HeAP Placer" in (out / "nextpnr.log").read_text()
     else:
         assert figures["fmax_mhz"] is None
     again = synthesize(small_verilog, out, target=target, top="edge3u_top", clock_mhz=100,
                        quiet=True)
     assert again["reused"] and again["luts"] == figures["luts"]
+
+
+def test_the_static_placer_places_and_routes_with_router2(small_verilog):
+    out = small_verilog.parent / "ecp5-static"
+    figures = synthesize(small_verilog, out, target="ecp5", top="edge3u_top", clock_mhz=100,
+                         quiet=True, placer="static")
+    log = (out / "nextpnr.log").read_text()
+    assert figures["placer"] == "static" and 20 < figures["fmax_mhz"] < 500
+    assert "Running Static placer" in log and "Running router2" in log
+
+
+def test_an_unknown_placer_is_refused_before_yosys_runs(tmp_path):
+    with pytest.raises(RunError, match="unknown placer 'annealing'; valid: auto, heap, static"):
+        synthesize(tmp_path / "missing.v", tmp_path / "out", target="ecp5", top="edge3u_top",
+                   clock_mhz=100, placer="annealing")
+    assert not (tmp_path / "out").exists()
