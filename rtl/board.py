@@ -108,9 +108,11 @@ class BoardTop(wiring.Component):
             m.d.sync += slot_full.eq(0)
 
         m.d.sync += core.start.eq(0)
-        # Every load of the wide reply register is decided by the state register alone (the
-        # command byte is registered first, the result read a cycle after it arrives), so its
-        # enable is one level of logic.
+        # The wide reply register only ever loads the staged reply (in state "load") or moves
+        # on a byte: its input is one level of logic. The staged reply is chosen a cycle
+        # earlier (the command byte is registered first, the result read a cycle after it
+        # arrives).
+        staged, staged_left = Signal.like(reply), Signal.like(left)
         command = Signal(8)
         kind = Signal(range(4))  # the command, decoded as it is registered
         identify, infer, cycles, error = range(4)
@@ -128,19 +130,20 @@ class BoardTop(wiring.Component):
             with m.State("decode"):
                 with m.Switch(kind):
                     with m.Case(identify):
-                        m.d.sync += [reply.eq(_word(protocol.identity_reply(ident))),
-                                     left.eq(protocol.IDENTITY_LENGTH)]
-                        m.next = "reply"
+                        m.d.sync += [staged.eq(_word(protocol.identity_reply(ident))),
+                                     staged_left.eq(protocol.IDENTITY_LENGTH)]
+                        m.next = "load"
                     with m.Case(infer):
                         m.d.sync += core.start.eq(1)
                         m.next = "infer"
                     with m.Case(cycles):
-                        m.d.sync += [reply.eq(_bytes(protocol.CYCLES, core.cycles)),
-                                     left.eq(protocol.CYCLES_LENGTH)]
-                        m.next = "reply"
+                        m.d.sync += [staged.eq(_bytes(protocol.CYCLES, core.cycles)),
+                                     staged_left.eq(protocol.CYCLES_LENGTH)]
+                        m.next = "load"
                     with m.Default():
-                        m.d.sync += [reply.eq(_bytes(protocol.ERROR, command)), left.eq(2)]
-                        m.next = "reply"
+                        m.d.sync += [staged.eq(_bytes(protocol.ERROR, command)),
+                                     staged_left.eq(2)]
+                        m.next = "load"
             with m.State("infer"):
                 m.d.comb += [core.i_pixels.valid.eq(rx.o_data.valid),
                              core.i_pixels.payload.eq(rx.o_data.payload),
@@ -150,8 +153,11 @@ class BoardTop(wiring.Component):
                     m.d.sync += cls.eq(core.o_result.payload.cls)
                     m.next = "result"
             with m.State("result"):  # the result stays in the core until its next start
-                m.d.sync += [reply.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
-                             left.eq(protocol.result_length(ident))]
+                m.d.sync += [staged.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
+                             staged_left.eq(protocol.result_length(ident))]
+                m.next = "load"
+            with m.State("load"):
+                m.d.sync += [reply.eq(staged), left.eq(staged_left)]
                 m.next = "reply"
             with m.State("reply"):  # the reply moves on a byte whenever the slot is free
                 with m.If(~slot_full):
