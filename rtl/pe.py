@@ -73,23 +73,21 @@ class PE(wiring.Component):
         m.d.comb += self.result.eq(first)
         keep = Mux(first, 0, self.acc)
         if self.multiplier == "dsp":
-            product = Signal(signed(self._act_bits + self._weight_bits), name="product")
-            m.d.sync += [product.eq(Mux(self.valid, self.a * self.w, 0)),
-                         self.acc.eq(keep + product)]
-            return m
-        # Each Booth digit selects 0, a or 2a and inverts it when negative; the +1 that
-        # completes the negation joins the next addition as its carry-in.
-        terms = [(Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0), neg)
-                 for one, two, neg in booth_digits(self.w, self._weight_bits)]
-        if len(terms) == 1:  # 2-bit codes: the inverted term and its carry go to the adder
-            (inverted, neg), = terms
-            term = Signal(signed(self._act_bits + 1), name="term")
-            carry = Signal(name="carry")
-            m.d.sync += [term.eq(Mux(self.valid, inverted, 0)), carry.eq(self.valid & neg),
-                         self.acc.eq(keep + term + carry)]
-            return m
+            full = self.a * self.w
+        else:
+            # Each Booth digit selects 0, a or 2a and inverts it when negative; the +1 that
+            # completes the negation joins the next addition as its carry-in.
+            terms = [(Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0), neg)
+                     for one, two, neg in booth_digits(self.w, self._weight_bits)]
+            if len(terms) == 1:  # 2-bit codes: the inverted term and its carry go to the adder
+                (inverted, neg), = terms
+                term = Signal(signed(self._act_bits + 1), name="term")
+                carry = Signal(name="carry")
+                m.d.sync += [term.eq(Mux(self.valid, inverted, 0)), carry.eq(self.valid & neg),
+                             self.acc.eq(keep + term + carry)]
+                return m
+            full = sum((inverted + neg) << 2 * d for d, (inverted, neg) in enumerate(terms))
         product = Signal(signed(self._act_bits + self._weight_bits), name="product")
-        full = sum((inverted + neg) << 2 * d for d, (inverted, neg) in enumerate(terms))
         m.d.sync += [product.eq(Mux(self.valid, full, 0)), self.acc.eq(keep + product)]
         return m
 
