@@ -37,9 +37,10 @@ __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_or
 #: Cycles from a row's read address until the row reaches the lanes' input: the block RAM's
 #: read, then the register beside it (a block RAM's output is slow).
 ROW_LATENCY = 2
-#: Cycles from a tile boundary until the finished tile is in the drain register (the PE
-#: array's two input registers, operand register, product register, accumulator).
-MAC_LATENCY = 5
+#: Cycles from a tile boundary until the finished tile is in the drain register (the weight
+#: ROM slices' address registers, the PE array's two input registers, operand register,
+#: product register, accumulator).
+MAC_LATENCY = 6
 #: Cycles from the last granule leaving the drain register until its write has reached the
 #: buffer (the bias ROM's register, bias, the multiply's four adder levels, round and shift,
 #: clamp, placement, the write port's register).

@@ -12,6 +12,7 @@ from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, ROW_LATENCY, argm
 from edge3u.rtl.argmax import argmax_tree
 from edge3u.rtl.delay import delayed
 from edge3u.rtl.lanes import ActivationLanes
+from edge3u.rtl.local_rom import LocalRom
 from edge3u.rtl.pe import PE
 from edge3u.rtl.pe_array import PEArray
 from edge3u.rtl.program import Program, pack
@@ -22,6 +23,9 @@ __all__ = ["Accelerator"]
 # The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines empty
 # (counting from 0, as the schedule's cycle model does).
 EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
+#: Cycles from the weight address to the weight word at the array: the ROM slice's address
+#: register, then its read.
+WEIGHT_LATENCY = 2
 
 
 class Accelerator(wiring.Component):
@@ -83,14 +87,18 @@ class Accelerator(wiring.Component):
         for b in (1, 2):
             buffers.append(memory.Memory(shape=unsigned(p.buffer_lanes[b] * p.activation_bits),
                                          depth=max(2, p.buffer_rows[b]), init=[]))
-        weights = memory.Memory(shape=unsigned(P * p.weight_bits), depth=len(p.weight_words),
-                                init=[pack(w, p.weight_bits) for w in p.weight_words])
+        # The weight ROM in slices, one per PE row, and the bias ROM in one per requantizer
+        # lane, each beside its user with its own copy of the address.
+        C = self.cols
+        weight_roms = [LocalRom(unsigned(C * p.weight_bits), block=True,
+                                init=[pack(w[r * C:(r + 1) * C], p.weight_bits)
+                                      for w in p.weight_words]) for r in range(self.rows)]
         wt_layout = data.StructLayout({"row": unsigned(p.row_bits),
                                        "block": unsigned(p.block_bits)})
         write_table = memory.Memory(shape=wt_layout, depth=max(2, len(p.write_table)),
                                     init=[{"row": r, "block": b} for r, b in p.write_table])
-        biases = memory.Memory(shape=unsigned(G * A), depth=max(2, len(p.bias_words)),
-                               init=[pack(b, A) for b in p.bias_words])
+        bias_roms = [LocalRom(signed(A), [b[e] if e < len(b) else 0 for b in p.bias_words]
+                              or [0], block=False) for e in range(G)]
         tile_layout = data.StructLayout({
             "stage": range(S + 1),
             "reads": range(max(t.reads for t in p.tiles) + 1),
@@ -113,12 +121,15 @@ class Accelerator(wiring.Component):
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
         tiles = memory.Memory(shape=tile_layout, depth=len(entries), init=entries)
-        self.memories = {"buffers": buffers, "weights": weights}
+        self.memories = {"buffers": buffers}
         for name, mem in (("input_buffer", buffers[0]), ("buffer_a", buffers[1]),
-                          ("buffer_b", buffers[2]), ("weight_rom", weights),
-                          ("write_table", write_table), ("bias_rom", biases),
+                          ("buffer_b", buffers[2]), ("write_table", write_table),
                           ("tile_table", tiles)):
             m.submodules[name] = mem
+        for r, rom in enumerate(weight_roms):
+            m.submodules[f"weight_rom{r}"] = rom
+        for e, rom in enumerate(bias_roms):
+            m.submodules[f"bias_rom{e}"] = rom
 
         # ---------------------------------------------------------------- datapath
         lanes = m.submodules.lanes = ActivationLanes(p.element_bits, p.lane_capacity,
@@ -200,18 +211,22 @@ class Accelerator(wiring.Component):
                 total = total | term
             m.d.comb += lanes.row[e].eq(total)
 
-        # compute: weight word and operand flags, one cycle behind the window counter
-        wrp = weights.read_port()
+        # compute: the weight word and the operands of the same window cycle reach the array
+        # together, WEIGHT_LATENCY cycles behind the window counter
         state_window, state_first = Signal(), Signal()
-        valid1, first1 = Signal(), Signal()
-        weight_addr = Signal.like(wrp.addr)  # the tile's weight_base + count, kept in step
-        m.d.comb += wrp.addr.eq(weight_addr)
-        m.d.sync += [valid1.eq(state_window & (count < inner)), first1.eq(state_first)]
-        m.d.comb += [array.valid.eq(valid1), array.first.eq(first1), array.stage.eq(stage),
-                     array.heads.eq(lanes.heads)]
+        weight_addr = Signal.like(weight_roms[0].addr)  # the tile's weight_base + count
+        m.d.comb += [rom.addr.eq(weight_addr) for rom in weight_roms]
+        valid = delayed(m, state_window & (count < inner), WEIGHT_LATENCY, "valid")
+        first = delayed(m, state_first, WEIGHT_LATENCY, "first")
+        # the lanes' heads already take one cycle (their input registers)
+        late = WEIGHT_LATENCY - ActivationLanes.latency
+        m.d.comb += [array.valid.eq(valid), array.first.eq(first),
+                     array.stage.eq(delayed(m, stage, late, "array_stage")),
+                     array.heads.eq(delayed(m, lanes.heads, late, "heads"))]
         for pe in range(P):
+            word, col = weight_roms[pe // C].data, pe % C
             m.d.comb += array.weights[pe].eq(
-                wrp.data[pe * p.weight_bits:(pe + 1) * p.weight_bits].as_signed())
+                word[col * p.weight_bits:(col + 1) * p.weight_bits].as_signed())
 
         # drain: one granule per cycle through bias and requantization into the next buffer
         dr_left = Signal.like(snap_writes)
@@ -232,21 +247,19 @@ class Accelerator(wiring.Component):
             with m.If(has_bias):
                 m.d.sync += bias_index.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
-        writes = delayed(m, snap_writes, PE.latency + PEArray.latency, "writes")
+        writes = delayed(m, snap_writes, late + PE.latency + PEArray.latency, "writes")
         with m.If(array.result):
             m.d.comb += dr_left_next.eq(writes)
         m.d.comb += array.advance.eq(dr_left_next != 0)
         wt = write_table.read_port()
-        bias = biases.read_port()
-        m.d.comb += [wt.addr.eq(granule), bias.addr.eq(bias_index)]
-        # The granule's sums wait a cycle for its bias: the bias ROM's output goes straight
-        # into a register (the block RAM's own, after synthesis), as the write table's does.
+        m.d.comb += [wt.addr.eq(granule)] + [rom.addr.eq(bias_index) for rom in bias_roms]
+        # The granule's sums wait a cycle for their biases: each lane's bias slice is looked
+        # up from its address register into a register, as the write table's output goes
+        # into its block RAM's register.
         values = [delayed(m, array.granule[e], 2, f"value{e}_") for e in range(G)]
         drain_valid = delayed(m, draining, 2, "drain")
-        bias_d = delayed(m, bias.data, 1, "bias_d", reset_less=True)
-        for e, rq in enumerate(requant):
-            m.d.comb += [rq.value.eq(values[e]),
-                         rq.bias.eq(bias_d[e * A:(e + 1) * A].as_signed()),
+        for e, (rq, rom) in enumerate(zip(requant, bias_roms)):
+            m.d.comb += [rq.value.eq(values[e]), rq.bias.eq(delayed(m, rom.data, 1, f"bias{e}_", reset_less=True)),
                          rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
         # the write-table entry a cycle ahead of the codes it places, and then with them
         pre_entry = delayed(m, wt.data, Requantizer.latency, "entry", reset_less=True)
