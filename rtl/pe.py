@@ -4,6 +4,8 @@ from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from edge3u.rtl.delay import delayed
+
 __all__ = ["PE", "MULTIPLIERS"]
 
 MULTIPLIERS = ("lut", "dsp")
@@ -12,9 +14,9 @@ MULTIPLIERS = ("lut", "dsp")
 class PE(wiring.Component):
     """Multiply an activation by a core code and accumulate, output stationary.
 
-    Two register stages: the product is registered, then added to the accumulator. ``first``
-    marks the first operand pair of a new sum; two cycles later (``result`` high) ``acc`` still
-    holds the finished previous sum for one cycle while the new sum starts.
+    Three register stages: the product's terms, the product, then the accumulator. ``first``
+    marks the first operand pair of a new sum; three cycles later (``result`` high) ``acc``
+    still holds the finished previous sum for one cycle while the new sum starts.
 
     Parameters
     ----------
@@ -24,8 +26,9 @@ class PE(wiring.Component):
         Signed accumulator width; the caller derives it from the worst case, so it never wraps.
     multiplier : "lut" or "dsp"
         ``"lut"`` writes the product as radix-4 Booth terms (:func:`booth_digits`), logic that
-        synthesis keeps in LUTs; ``"dsp"`` writes ``a * w``, which synthesis maps to the
-        target's multiplier blocks where it has them.
+        synthesis keeps in LUTs: the terms are selected into registers, and then summed, so
+        no path has more than one level of selection or two carry chains; ``"dsp"`` writes
+        ``a * w`` between registers (the multiplier block's input and output registers).
 
     Members
     -------
@@ -63,32 +66,38 @@ class PE(wiring.Component):
     def acc_bits(self) -> int:
         return self._acc_bits
 
-    latency = 2
+    latency = 3
     """Cycles from an operand pair to its product being in ``acc``."""
 
     def elaborate(self, platform):
         m = Module()
-        first = Signal(name="first_d")
-        m.d.sync += first.eq(self.first)
+        first = delayed(m, self.first, self.latency - 1, "first_d")
         m.d.comb += self.result.eq(first)
         keep = Mux(first, 0, self.acc)
         if self.multiplier == "dsp":
-            full = self.a * self.w
-        else:
-            # Each Booth digit selects 0, a or 2a and inverts it when negative; the +1 that
-            # completes the negation joins the next addition as its carry-in.
-            terms = [(Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0), neg)
-                     for one, two, neg in booth_digits(self.w, self._weight_bits)]
-            if len(terms) == 1:  # 2-bit codes: the inverted term and its carry go to the adder
-                (inverted, neg), = terms
-                term = Signal(signed(self._act_bits + 1), name="term")
-                carry = Signal(name="carry")
-                m.d.sync += [term.eq(Mux(self.valid, inverted, 0)), carry.eq(self.valid & neg),
-                             self.acc.eq(keep + term + carry)]
-                return m
-            full = sum((inverted + neg) << 2 * d for d, (inverted, neg) in enumerate(terms))
+            a = delayed(m, Mux(self.valid, self.a, 0), 1, "a_d")
+            w = delayed(m, self.w, 1, "w_d")
+            product = delayed(m, a * w, 1, "product")
+            m.d.sync += self.acc.eq(keep + product)
+            return m
+        # Each Booth digit selects 0, a or 2a and inverts it when negative; the +1 that
+        # completes the negation joins an addition as its carry-in.
+        terms = []
+        for d, (one, two, neg) in enumerate(booth_digits(self.w, self._weight_bits)):
+            inverted = Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0)
+            term = Signal(signed(self._act_bits + 1), name=f"term{d}_")
+            carry = Signal(name=f"carry{d}_")
+            m.d.sync += [term.eq(Mux(self.valid, inverted, 0)), carry.eq(self.valid & neg)]
+            terms.append((term, carry))
+        if len(terms) == 1:  # 2-bit codes: the inverted term and its carry go to the adder
+            (term, carry), = terms
+            term, carry = delayed(m, term, 1, "term_d"), delayed(m, carry, 1, "carry_d")
+            m.d.sync += self.acc.eq(keep + term + carry)
+            return m
         product = Signal(signed(self._act_bits + self._weight_bits), name="product")
-        m.d.sync += [product.eq(Mux(self.valid, full, 0)), self.acc.eq(keep + product)]
+        m.d.sync += [product.eq(sum((term + carry) << 2 * d
+                                    for d, (term, carry) in enumerate(terms))),
+                     self.acc.eq(keep + product)]
         return m
 
 
