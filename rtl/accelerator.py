@@ -23,8 +23,9 @@ __all__ = ["Accelerator"]
 # The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines empty
 # (counting from 0, as the schedule's cycle model does).
 EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
-#: Cycles from the weight address to the weight word at the array: the ROM slice's address
-#: register, then its read.
+#: Cycles from the weight address register to the weight word at the array: the ROM slices'
+#: second address register (their first is loaded with the register's next value), then
+#: their read.
 WEIGHT_LATENCY = 2
 
 
@@ -90,7 +91,7 @@ class Accelerator(wiring.Component):
         # The weight ROM in slices, one per PE row, and the bias ROM in one per requantizer
         # lane, each beside its user with its own copy of the address.
         C = self.cols
-        weight_roms = [LocalRom(unsigned(C * p.weight_bits), block=True,
+        weight_roms = [LocalRom(unsigned(C * p.weight_bits), block=True, address_registers=2,
                                 init=[pack(w[r * C:(r + 1) * C], p.weight_bits)
                                       for w in p.weight_words]) for r in range(self.rows)]
         wt_layout = data.StructLayout({"row": unsigned(p.row_bits),
@@ -138,7 +139,8 @@ class Accelerator(wiring.Component):
             self.rows, self.cols, act_bits=p.element_bits, weight_bits=p.weight_bits,
             acc_bits=A, lanes=p.lanes, routes=[s.lane_of_pe for s in p.stages],
             granules=[s.granule for s in p.stages], multiplier=self.multiplier,
-            lane_bits=[widths[0] for widths in p.lane_bits])
+            lane_bits=[widths[0] for widths in p.lane_bits],
+            max_writes=max(t.writes for t in p.tiles))
         code_bits = p.activation_bits + (0 if all(s.lo < 0 for s in p.stages if s.multiplier)
                                          else 1)
         specs = [RequantSpec(s.multiplier, s.shift, s.lo, s.hi, s.has_bias) for s in p.stages]
@@ -215,12 +217,17 @@ class Accelerator(wiring.Component):
         # together, WEIGHT_LATENCY cycles behind the window counter
         state_window, state_first = Signal(), Signal()
         weight_addr = Signal.like(weight_roms[0].addr)  # the tile's weight_base + count
-        m.d.comb += [rom.addr.eq(weight_addr) for rom in weight_roms]
+        weight_addr_next = Signal.like(weight_addr)  # what it is in the next cycle
+        m.d.comb += [weight_addr_next.eq(weight_addr)]
+        m.d.comb += [rom.addr.eq(weight_addr_next) for rom in weight_roms]
+        m.d.sync += weight_addr.eq(weight_addr_next)
         valid = delayed(m, state_window & (count < inner), WEIGHT_LATENCY, "valid")
         first = delayed(m, state_first, WEIGHT_LATENCY, "first")
         # the lanes' heads already take one cycle (their input registers)
         late = WEIGHT_LATENCY - ActivationLanes.latency
+        # the granules of the tile a first ends travel with it (snap_writes, below)
         m.d.comb += [array.valid.eq(valid), array.first.eq(first),
+                     array.writes.eq(delayed(m, snap_writes, WEIGHT_LATENCY, "array_writes")),
                      array.stage.eq(delayed(m, stage, late, "array_stage")),
                      array.heads.eq(delayed(m, lanes.heads, late, "heads"))]
         for pe in range(P):
@@ -236,8 +243,7 @@ class Accelerator(wiring.Component):
         m.d.comb += draining.eq(dr_left != 0)
         # A granule drains every cycle dr_left is non-zero, also in the cycle the next tile's
         # sums arrive (when a tile's writes equal its window length).
-        # dr_left_next is what dr_left becomes: the array registers its drain shift, so it is
-        # told one cycle ahead.
+        # dr_left_next is what dr_left becomes (the array's rows count the same down).
         dr_left_next = Signal.like(dr_left)
         m.d.comb += dr_left_next.eq(dr_left)
         m.d.sync += dr_left.eq(dr_left_next)
@@ -250,7 +256,6 @@ class Accelerator(wiring.Component):
         writes = delayed(m, snap_writes, late + PE.latency + PEArray.latency, "writes")
         with m.If(array.result):
             m.d.comb += dr_left_next.eq(writes)
-        m.d.comb += array.advance.eq(dr_left_next != 0)
         wt = write_table.read_port()
         m.d.comb += [wt.addr.eq(granule)] + [rom.addr.eq(bias_index) for rom in bias_roms]
         # The granule's sums wait a cycle for their biases: each lane's bias slice is looked
@@ -304,7 +309,8 @@ class Accelerator(wiring.Component):
 
         def enter_window(tile, following, prev_writes):
             enter(win, tile.window_last)
-            m.d.sync += [snap_writes.eq(prev_writes), weight_addr.eq(tile.weight_base)]
+            m.d.sync += snap_writes.eq(prev_writes)
+            m.d.comb += weight_addr_next.eq(tile.weight_base)
             m.d.comb += lanes.swap.eq(1)
             with m.If(~tile.stage_end):  # the following tile is of this stage: read its rows
                 arm_reader(following)
@@ -326,7 +332,7 @@ class Accelerator(wiring.Component):
                 with m.If(phase_end):
                     enter_window(cur_e, nxt_e, Const(0, 1))
             with m.Case(win):
-                m.d.sync += weight_addr.eq(weight_addr + 1)
+                m.d.comb += weight_addr_next.eq(weight_addr + 1)
                 with m.If(phase_end):
                     with m.If(~cur_e.stage_end):
                         next_tile()

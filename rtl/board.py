@@ -109,13 +109,26 @@ class BoardTop(wiring.Component):
 
         m.d.sync += core.start.eq(0)
         # The wide reply register only ever loads the staged reply (in state "load") or moves
-        # on a byte: its input is one level of logic. The staged reply is chosen a cycle
-        # earlier (the command byte is registered first, the result read a cycle after it
-        # arrives).
+        # on a byte: its input is one level of logic. The staged reply is chosen by the kind of
+        # reply alone, every cycle, so its input is a selection by a register: the command byte
+        # is decoded as it is registered, and an inference's result is read a cycle after it
+        # arrives.
         staged, staged_left = Signal.like(reply), Signal.like(left)
         command = Signal(8)
-        kind = Signal(range(4))  # the command, decoded as it is registered
-        identify, infer, cycles, error = range(4)
+        identify, infer, cycles, error, result = range(5)
+        kind = Signal(range(5))
+        with m.Switch(kind):
+            with m.Case(identify):
+                m.d.sync += [staged.eq(_word(protocol.identity_reply(ident))),
+                             staged_left.eq(protocol.IDENTITY_LENGTH)]
+            with m.Case(cycles):
+                m.d.sync += [staged.eq(_bytes(protocol.CYCLES, core.cycles)),
+                             staged_left.eq(protocol.CYCLES_LENGTH)]
+            with m.Case(result):  # the result stays in the core until its next start
+                m.d.sync += [staged.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
+                             staged_left.eq(protocol.result_length(ident))]
+            with m.Default():
+                m.d.sync += [staged.eq(_bytes(protocol.ERROR, command)), staged_left.eq(2)]
         with m.FSM():
             with m.State("command"):
                 m.d.comb += rx.o_data.ready.eq(1)
@@ -127,34 +140,21 @@ class BoardTop(wiring.Component):
                                                  Mux(byte == ord(protocol.CYCLES), cycles,
                                                      error))))]
                     m.next = "decode"
-            with m.State("decode"):
-                with m.Switch(kind):
-                    with m.Case(identify):
-                        m.d.sync += [staged.eq(_word(protocol.identity_reply(ident))),
-                                     staged_left.eq(protocol.IDENTITY_LENGTH)]
-                        m.next = "load"
-                    with m.Case(infer):
-                        m.d.sync += core.start.eq(1)
-                        m.next = "infer"
-                    with m.Case(cycles):
-                        m.d.sync += [staged.eq(_bytes(protocol.CYCLES, core.cycles)),
-                                     staged_left.eq(protocol.CYCLES_LENGTH)]
-                        m.next = "load"
-                    with m.Default():
-                        m.d.sync += [staged.eq(_bytes(protocol.ERROR, command)),
-                                     staged_left.eq(2)]
-                        m.next = "load"
+            with m.State("decode"):  # the staged reply follows the kind in this cycle
+                with m.If(kind == infer):
+                    m.d.sync += core.start.eq(1)
+                    m.next = "infer"
+                with m.Else():
+                    m.next = "load"
             with m.State("infer"):
                 m.d.comb += [core.i_pixels.valid.eq(rx.o_data.valid),
                              core.i_pixels.payload.eq(rx.o_data.payload),
                              rx.o_data.ready.eq(core.i_pixels.ready),
                              core.o_result.ready.eq(1)]
                 with m.If(core.o_result.valid):
-                    m.d.sync += cls.eq(core.o_result.payload.cls)
+                    m.d.sync += [cls.eq(core.o_result.payload.cls), kind.eq(result)]
                     m.next = "result"
-            with m.State("result"):  # the result stays in the core until its next start
-                m.d.sync += [staged.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
-                             staged_left.eq(protocol.result_length(ident))]
+            with m.State("result"):  # the staged reply follows the result in this cycle
                 m.next = "load"
             with m.State("load"):
                 m.d.sync += [reply.eq(staged), left.eq(staged_left)]

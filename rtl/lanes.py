@@ -8,6 +8,10 @@ from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["ActivationLanes"]
 
+#: Elements of a lane that share one copy of its controls (a copy drives up to about 150
+#: flip-flops' enables: a lane of 112 pixels had been one net of 380).
+CONTROL_SPAN = 8
+
 
 class ActivationLanes(wiring.Component):
     """Shadow and active registers for every activation lane.
@@ -18,8 +22,8 @@ class ActivationLanes(wiring.Component):
     array routes and registers it, in step with the weight ROM's registered read).
 
     Every input is registered first, so all of it takes effect one cycle later (``latency``):
-    the row once for all lanes, the controls once per lane, in a :class:`Replica` each, so no
-    control net spans the whole lane array.
+    the row once for all lanes, the controls once per span of ``CONTROL_SPAN`` elements of a
+    lane, in a :class:`Replica` each, so no control net spans the whole lane array.
 
     Parameters
     ----------
@@ -72,21 +76,26 @@ class ActivationLanes(wiring.Component):
         row_d = Signal.like(self.row, name="row_d")
         m.d.sync += row_d.eq(self.row)
         for lane, widths in enumerate(self._widths):
-            ctl = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
-                {"load": 1, "swap": 1, "step": 1})
-            load = self.row_en & (self.row_lane == lane)
-            m.d.comb += [ctl.inp.load.eq(load), ctl.inp.swap.eq(self.swap),
-                         ctl.inp.step.eq(self.step)]
+            load = Signal(name=f"load{lane}")
+            m.d.comb += load.eq(self.row_en & (self.row_lane == lane))
             shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
             active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]
+            active.append(None)  # the last element has no next one
             row = [row_d[e][:b].as_signed() for e, b in enumerate(widths)]
-            with m.If(ctl.out.load):
-                m.d.sync += [s.eq(v) for s, v in zip(shadow, row)]
-            with m.If(ctl.out.swap & ctl.out.load):
-                m.d.sync += [a.eq(v) for a, v in zip(active, row)]
-            with m.Elif(ctl.out.swap):
-                m.d.sync += [a.eq(s) for a, s in zip(active, shadow)]
-            with m.Elif(ctl.out.step):
-                m.d.sync += [a.eq(b) for a, b in zip(active, active[1:])]
+            for first in range(0, len(widths), CONTROL_SPAN):
+                ctl = m.submodules[f"{REPLICA_PREFIX}{lane}_{first}"] = Replica(
+                    {"load": 1, "swap": 1, "step": 1})
+                m.d.comb += [ctl.inp.load.eq(load), ctl.inp.swap.eq(self.swap),
+                             ctl.inp.step.eq(self.step)]
+                span = range(first, min(first + CONTROL_SPAN, len(widths)))
+                with m.If(ctl.out.load):
+                    m.d.sync += [shadow[e].eq(row[e]) for e in span]
+                with m.If(ctl.out.swap & ctl.out.load):
+                    m.d.sync += [active[e].eq(row[e]) for e in span]
+                with m.Elif(ctl.out.swap):
+                    m.d.sync += [active[e].eq(shadow[e]) for e in span]
+                with m.Elif(ctl.out.step):
+                    m.d.sync += [active[e].eq(active[e + 1]) for e in span
+                                 if active[e + 1] is not None]
             m.d.comb += self.heads[lane].eq(active[0])
         return m

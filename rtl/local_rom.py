@@ -25,9 +25,12 @@ class LocalRom(wiring.Component):
     init : list of int
         The words (at least one).
     block : bool
-        ``True``: the words are read synchronously after the address register (a block RAM,
-        ``latency`` 2). ``False``: they are looked up combinationally from it (logic or
-        distributed RAM for a shallow ROM, ``latency`` 1).
+        ``True``: the words are read synchronously after the address registers (a block RAM,
+        one cycle more). ``False``: they are looked up combinationally from them (logic for
+        a shallow ROM).
+    address_registers : int
+        Levels of the address's copy. With two, place and route can put the first halfway,
+        and a wire across the chip has two cycles.
 
     Members
     -------
@@ -35,11 +38,12 @@ class LocalRom(wiring.Component):
     data : Out(shape)
     """
 
-    def __init__(self, shape, init, *, block: bool):
+    def __init__(self, shape, init, *, block: bool, address_registers: int = 1):
         if not init:
             raise ValueError("a ROM slice needs at least one word")
         self._shape, self._init, self.block = shape, list(init), block
-        self.latency = 2 if block else 1
+        self._levels = address_registers
+        self.latency = address_registers + (1 if block else 0)
         super().__init__({"addr": In(range(max(2, len(self._init)))), "data": Out(shape)})
 
     def elaborate(self, platform):
@@ -49,7 +53,7 @@ class LocalRom(wiring.Component):
         attrs = None if self.block else {"rom_style": "logic"}
         rom = m.submodules.rom = memory.Memory(shape=self._shape, depth=max(2, len(self._init)),
                                                init=self._init, attrs=attrs)
-        addr = m.submodules[REPLICA_PREFIX] = Replica({"addr": self.addr.shape()})
+        addr = m.submodules[REPLICA_PREFIX] = Replica({"addr": self.addr.shape()}, self._levels)
         port = rom.read_port(domain="sync" if self.block else "comb")
         m.d.comb += [addr.inp.addr.eq(self.addr), port.addr.eq(addr.out.addr),
                      self.data.eq(port.data)]

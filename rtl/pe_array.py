@@ -1,7 +1,7 @@
 """The PE array: ``rows × cols`` PEs fed from activation lanes and a weight word, and the drain
 register that takes their finished sums out one granule at a time."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,15 +19,19 @@ class PEArray(wiring.Component):
     activation lane ``routes[stage][p]`` (``-1``: idle) by code ``p`` of the weight word. When a
     tile's sums are finished (``result``) they are copied into the drain register; every
     ``advance`` then shifts it down by the stage's granule size, so ``granule`` always presents
-    the next granule's sums. Positions that no busy PE's sum passes in a stage hold instead
-    of shifting: the drain's multiplexers only have the paths some stage uses.
+    the next granule's sums. ``writes``, given with the ``first`` that ends a tile, says how
+    many granules it drains: from the cycle after ``result`` the drain shifts on by one granule
+    per cycle until that many have been presented. Every PE row counts them down itself, so no
+    drain control comes from outside the row. Positions that no busy PE's sum passes in a
+    stage hold instead of shifting: the drain's multiplexers only have the paths some stage
+    uses.
 
     Every input is registered twice on the way in (``latency``): heads (routed to the PE)
     and weights of the same cycle are multiplied together; the controls are copied per PE row
     in :class:`Replica` modules, so no control net spans the array. ``result`` and
     ``granule`` are therefore two cycles later than they would be without the input
-    registers, and ``advance`` is given a cycle ahead: the drain shifts in the cycle after it
-    is high.
+    registers. The row's copy of ``stage`` is two registers deep: a stage changes at least
+    three cycles before its first operands.
 
     Parameters
     ----------
@@ -46,6 +50,8 @@ class PEArray(wiring.Component):
         Per stage, the granule size (outputs drained per ``advance``).
     multiplier : "lut" or "dsp"
         How each PE's product is written (:class:`~edge3u.rtl.pe.PE`).
+    max_writes : int
+        The most granules one tile drains.
 
     Members
     -------
@@ -54,14 +60,16 @@ class PEArray(wiring.Component):
     stage : In(range(len(routes)))
     valid, first : In(1)
         As for :class:`~edge3u.rtl.pe.PE`, common to all PEs.
-    advance : In(1)
+    writes : In(range(max_writes + 1))
+        With a ``first``: the granules of the tile it ends.
     result : Out(1)
         The drain register is being loaded with finished sums this cycle.
     granule : Out(ArrayLayout(signed(acc_bits), max(granules)))
     """
 
     def __init__(self, rows: int, cols: int, *, act_bits: int, weight_bits: int, acc_bits: int,
-                 lanes: int, routes, granules, multiplier: str = "lut", lane_bits=None):
+                 lanes: int, routes, granules, multiplier: str = "lut", lane_bits=None,
+                 max_writes: int = 1):
         for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PE array {name} must be a positive integer, not {value!r}")
@@ -89,7 +97,7 @@ class PEArray(wiring.Component):
             "heads": In(data.ArrayLayout(signed(act_bits), lanes)),
             "weights": In(data.ArrayLayout(signed(weight_bits), pes)),
             "stage": In(range(max(2, len(routes)))),
-            "valid": In(1), "first": In(1), "advance": In(1),
+            "valid": In(1), "first": In(1), "writes": In(range(max(2, max_writes + 1))),
             "result": Out(1),
             "granule": Out(data.ArrayLayout(signed(acc_bits), max(granules))),
         })
@@ -106,20 +114,21 @@ class PEArray(wiring.Component):
                        or [2]) for p in range(self.pes)]
         pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
         # Registered copies of the controls per PE row, so no control net spans the array:
-        # the operand flags as deep as the operands, the drain's controls one deep.
-        operand_ctl, drains = [], []
+        # the operand flags (and the writes that come with a first) as deep as the operands,
+        # the stage two deep.
+        operand_ctl, row_stage = [], []
         for r in range(self.rows):
             ops = m.submodules[f"{REPLICA_PREFIX}{r}_operands"] = Replica(
-                {"valid": 1, "first": 1}, depth=self.latency)
-            dr = m.submodules[f"{REPLICA_PREFIX}{r}_drain"] = Replica(
-                {"advance": 1, "stage": self.stage.shape()})
+                {"valid": 1, "first": 1, "writes": self.writes.shape()}, depth=self.latency)
+            dr = m.submodules[f"{REPLICA_PREFIX}{r}_stage"] = Replica(
+                {"stage": self.stage.shape()}, depth=2)
             m.d.comb += [ops.inp.valid.eq(self.valid), ops.inp.first.eq(self.first),
-                         dr.inp.advance.eq(self.advance), dr.inp.stage.eq(self.stage)]
+                         ops.inp.writes.eq(self.writes), dr.inp.stage.eq(self.stage)]
             operand_ctl.append(ops.out)
-            drains.append(dr.out)
+            row_stage.append(dr.out.stage)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         for p, pe in enumerate(pes):
-            ops, stage = operand_ctl[p // self.cols], drains[p // self.cols].stage
+            ops, stage = operand_ctl[p // self.cols], row_stage[p // self.cols]
             m.submodules[f"pe{p}"] = pe
             # weights: a register beside the ROM, then one beside the PE
             w = delayed(m, self.weights[p], self.latency, f"w{p}_", reset_less=True)
@@ -142,18 +151,32 @@ class PEArray(wiring.Component):
         # that is still one, and holds elsewhere (what it holds is never read).
         last_busy = [max((q for q, lane in enumerate(route) if lane >= 0), default=-1)
                      for route in self._routes]
+        advance = [self._drain_count(m, r, pes[r * self.cols].result, operand_ctl[r].writes)
+                   for r in range(self.rows)]
         for p, pe in enumerate(pes):
-            ctl, row_head = drains[p // self.cols], pes[p - p % self.cols]
+            row, row_head = p // self.cols, pes[p - p % self.cols]
             by_size = {}
             for s, g in enumerate(self._granules):
                 if p + g <= last_busy[s]:
                     by_size.setdefault(g, []).append(s)
             with m.If(row_head.result):  # the row's own copy of the tile-finished marker
                 m.d.sync += drain[p].eq(pe.acc)
-            with m.Elif(ctl.advance):
-                with m.Switch(ctl.stage):
+            with m.Elif(advance[row]):
+                with m.Switch(row_stage[row]):
                     for g, stages in by_size.items():
                         with m.Case(*stages):
                             m.d.sync += drain[p].eq(drain[p + g])
         m.d.comb += [self.granule[e].eq(drain[e]) for e in range(len(self.granule))]
         return m
+
+    def _drain_count(self, m, row, result, writes):
+        """Row ``row``'s count of the granules left to drain; high a cycle after the count
+        is non-zero, when the row's drain shifts. ``writes`` (as the row's operand copy has
+        it) waits for the ``result`` of its ``first``."""
+        writes = delayed(m, writes, PE.latency - 1, f"writes{row}_")
+        left = Signal.like(writes, name=f"left{row}")
+        left_next = Signal.like(writes, name=f"left_next{row}")
+        advance = Signal(name=f"advance{row}")
+        m.d.comb += left_next.eq(Mux(result, writes, Mux(left != 0, left - 1, 0)))
+        m.d.sync += [left.eq(left_next), advance.eq(left_next != 0)]
+        return advance

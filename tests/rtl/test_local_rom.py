@@ -7,10 +7,11 @@ from simulate import run
 
 
 @pytest.mark.parametrize("block", [True, False])
-def test_every_word_comes_its_latency_after_its_address(block):
-    rng = np.random.default_rng(int(block))
+@pytest.mark.parametrize("levels", [1, 2])
+def test_every_word_comes_its_latency_after_its_address(block, levels):
+    rng = np.random.default_rng(int(block) + 2 * levels)
     words = [int(v) for v in rng.integers(-(1 << 9), 1 << 9, 37)]
-    rom = LocalRom(signed(10), words, block=block)
+    rom = LocalRom(signed(10), words, block=block, address_registers=levels)
     addresses = [int(a) for a in rng.integers(0, len(words), 60)] + [0, len(words) - 1]
     seen = []
 
@@ -21,7 +22,7 @@ def test_every_word_comes_its_latency_after_its_address(block):
             seen.append(ctx.get(rom.data))
 
     run(rom, bench)
-    assert rom.latency == (2 if block else 1)
+    assert rom.latency == levels + block
     assert seen[rom.latency - 1:rom.latency - 1 + len(addresses)] == [words[a] for a in addresses]
 
 

@@ -15,7 +15,7 @@ def test_pe_array_gemm_tiles_equal_numpy(sim_root):
     rows, cols, lanes, inner, g = 3, 5, 4, 6, 5  # 15 PEs, non-powers of two
     route = [(p * 3) % lanes for p in range(rows * cols)]
     array = PEArray(rows, cols, act_bits=9, weight_bits=3, acc_bits=16, lanes=lanes,
-                    routes=[route], granules=[g])
+                    routes=[route], granules=[g], max_writes=rows * cols // g)
     spec = {"component": "pe_array", "route": route, "granule": g,
             "bits": {"act": 9, "weight": 3, "acc": 16},
             "act": rng.integers(-256, 256, (4, inner, lanes)).tolist(),
