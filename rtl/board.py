@@ -109,26 +109,26 @@ class BoardTop(wiring.Component):
 
         m.d.sync += core.start.eq(0)
         # The wide reply register only ever loads the staged reply (in state "load") or moves
-        # on a byte: its input is one level of logic. The staged reply is chosen by the kind of
-        # reply alone, every cycle, so its input is a selection by a register: the command byte
-        # is decoded as it is registered, and an inference's result is read a cycle after it
-        # arrives.
+        # on a byte: its input is one level of logic. The staged reply follows the kind of
+        # reply, every cycle, through a one-hot register of it, so each staged bit is an OR of
+        # one-hot bits and values held in registers; the kind is decoded as the command byte
+        # is registered, and set to "result" as an inference's result arrives.
         staged, staged_left = Signal.like(reply), Signal.like(left)
         command = Signal(8)
         identify, infer, cycles, error, result = range(5)
         kind = Signal(range(5))
-        with m.Switch(kind):
-            with m.Case(identify):
-                m.d.sync += [staged.eq(_word(protocol.identity_reply(ident))),
-                             staged_left.eq(protocol.IDENTITY_LENGTH)]
-            with m.Case(cycles):
-                m.d.sync += [staged.eq(_bytes(protocol.CYCLES, core.cycles)),
-                             staged_left.eq(protocol.CYCLES_LENGTH)]
-            with m.Case(result):  # the result stays in the core until its next start
-                m.d.sync += [staged.eq(_bytes(protocol.RESULT, cls, *logits, core.cycles)),
-                             staged_left.eq(protocol.result_length(ident))]
-            with m.Default():
-                m.d.sync += [staged.eq(_bytes(protocol.ERROR, command)), staged_left.eq(2)]
+        hot = Signal(5)
+        m.d.sync += hot.eq(1 << kind)
+        choices = {identify: (Const(_word(protocol.identity_reply(ident)), len(staged)),
+                              protocol.IDENTITY_LENGTH),
+                   cycles: (_bytes(protocol.CYCLES, core.cycles), protocol.CYCLES_LENGTH),
+                   # the result stays in the core until its next start
+                   result: (_bytes(protocol.RESULT, cls, *logits, core.cycles),
+                            protocol.result_length(ident)),
+                   error: (_bytes(protocol.ERROR, command), 2)}
+        words = [Mux(hot[k], word, 0) for k, (word, _) in choices.items()]
+        lengths = [Mux(hot[k], n, 0) for k, (_, n) in choices.items()]
+        m.d.sync += [staged.eq(_any(words)), staged_left.eq(_any(lengths))]
         with m.FSM():
             with m.State("command"):
                 m.d.comb += rx.o_data.ready.eq(1)
@@ -140,12 +140,12 @@ class BoardTop(wiring.Component):
                                                  Mux(byte == ord(protocol.CYCLES), cycles,
                                                      error))))]
                     m.next = "decode"
-            with m.State("decode"):  # the staged reply follows the kind in this cycle
+            with m.State("decode"):
                 with m.If(kind == infer):
                     m.d.sync += core.start.eq(1)
                     m.next = "infer"
                 with m.Else():
-                    m.next = "load"
+                    m.next = "settle"
             with m.State("infer"):
                 m.d.comb += [core.i_pixels.valid.eq(rx.o_data.valid),
                              core.i_pixels.payload.eq(rx.o_data.payload),
@@ -153,8 +153,10 @@ class BoardTop(wiring.Component):
                              core.o_result.ready.eq(1)]
                 with m.If(core.o_result.valid):
                     m.d.sync += [cls.eq(core.o_result.payload.cls), kind.eq(result)]
-                    m.next = "result"
-            with m.State("result"):  # the staged reply follows the result in this cycle
+                    m.next = "settle"
+            with m.State("settle"):  # the one-hot kind follows the kind in this cycle
+                m.next = "stage"
+            with m.State("stage"):  # the staged reply follows the one-hot kind
                 m.next = "load"
             with m.State("load"):
                 m.d.sync += [reply.eq(staged), left.eq(staged_left)]
@@ -180,3 +182,11 @@ def _bytes(head: bytes, *values):
         if len(value) % 8:
             parts.append(Const(0, 8 - len(value) % 8))
     return Cat(*parts)
+
+
+def _any(values):
+    """The OR of ``values`` (each zero unless chosen)."""
+    total = values[0]
+    for value in values[1:]:
+        total = total | value
+    return total
