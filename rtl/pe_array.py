@@ -22,7 +22,7 @@ class PEArray(wiring.Component):
     the next granule's sums. ``writes``, given with the ``first`` that ends a tile, says how
     many granules it drains: from the cycle after ``result`` the drain shifts on by one granule
     per cycle until that many have been presented. Every PE row counts them down itself, so no
-    drain control comes from outside the row. Positions that no busy PE's sum passes in a
+    drain control comes from outside the row, and each PE takes a copy of the row's count. Positions that no busy PE's sum passes in a
     stage hold instead of shifting: the drain's multiplexers only have the paths some stage
     uses.
 
@@ -30,8 +30,9 @@ class PEArray(wiring.Component):
     and weights of the same cycle are multiplied together; the controls are copied per PE row
     in :class:`Replica` modules, so no control net spans the array. ``result`` and
     ``granule`` are therefore two cycles later than they would be without the input
-    registers. The row's copy of ``stage`` is two registers deep: a stage changes at least
-    three cycles before its first operands.
+    registers. The controls reach each PE through a tree of copies, a row's then the PE's
+    own; the stage three registers deep (it changes at least four cycles before the first
+    operands of its stage reach the PEs' routing).
 
     Parameters
     ----------
@@ -113,33 +114,41 @@ class PEArray(wiring.Component):
         pe_bits = [max([self._lane_bits[route[p]] for route in self._routes if route[p] >= 0]
                        or [2]) for p in range(self.pes)]
         pes = [PE(bits, weight_bits, acc_bits, self.multiplier) for bits in pe_bits]
-        # Registered copies of the controls per PE row, so no control net spans the array:
-        # the operand flags (and the writes that come with a first) as deep as the operands,
-        # the stage two deep.
-        operand_ctl, row_stage = [], []
+        # Registered copies of the controls, a tree of them, so no control net spans the
+        # array or even a row: per PE row the operand flags and the writes that come with a
+        # first (one deep) and the stage (two deep), and from those per PE the flags, the
+        # stage and the drain's shift (one deep more).
+        row_ops, row_stage, advance_ahead = [], [], []
         for r in range(self.rows):
             ops = m.submodules[f"{REPLICA_PREFIX}{r}_operands"] = Replica(
-                {"valid": 1, "first": 1, "writes": self.writes.shape()}, depth=self.latency)
-            dr = m.submodules[f"{REPLICA_PREFIX}{r}_stage"] = Replica(
+                {"valid": 1, "first": 1, "writes": self.writes.shape()})
+            st = m.submodules[f"{REPLICA_PREFIX}{r}_stage"] = Replica(
                 {"stage": self.stage.shape()}, depth=2)
             m.d.comb += [ops.inp.valid.eq(self.valid), ops.inp.first.eq(self.first),
-                         ops.inp.writes.eq(self.writes), dr.inp.stage.eq(self.stage)]
-            operand_ctl.append(ops.out)
-            row_stage.append(dr.out.stage)
+                         ops.inp.writes.eq(self.writes), st.inp.stage.eq(self.stage)]
+            row_ops.append(ops.out)
+            row_stage.append(st.out.stage)
+            advance_ahead.append(self._drain_count(m, r, ops.out.first, ops.out.writes))
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
+        ctl = []
         for p, pe in enumerate(pes):
-            ops, stage = operand_ctl[p // self.cols], row_stage[p // self.cols]
+            r = p // self.cols
+            own = m.submodules[f"{REPLICA_PREFIX}_pe{p}"] = Replica(
+                {"valid": 1, "first": 1, "stage": self.stage.shape(), "advance": 1})
+            m.d.comb += [own.inp.valid.eq(row_ops[r].valid), own.inp.first.eq(row_ops[r].first),
+                         own.inp.stage.eq(row_stage[r]), own.inp.advance.eq(advance_ahead[r])]
+            ctl.append(own.out)
             m.submodules[f"pe{p}"] = pe
             # weights: a register beside the ROM, then one beside the PE
             w = delayed(m, self.weights[p], self.latency, f"w{p}_", reset_less=True)
-            m.d.comb += [pe.w.eq(w), pe.valid.eq(ops.valid), pe.first.eq(ops.first)]
+            m.d.comb += [pe.w.eq(w), pe.valid.eq(own.out.valid), pe.first.eq(own.out.first)]
             by_lane = {}
             for s, route in enumerate(self._routes):
                 by_lane.setdefault(route[p], []).append(s)
             if list(by_lane) == [-1]:
                 continue
             routed = Signal(signed(pe_bits[p]), name=f"a{p}_0")  # routed, then registered
-            with m.Switch(stage):
+            with m.Switch(own.out.stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
@@ -151,28 +160,28 @@ class PEArray(wiring.Component):
         # that is still one, and holds elsewhere (what it holds is never read).
         last_busy = [max((q for q, lane in enumerate(route) if lane >= 0), default=-1)
                      for route in self._routes]
-        advance = [self._drain_count(m, r, pes[r * self.cols].result, operand_ctl[r].writes)
-                   for r in range(self.rows)]
         for p, pe in enumerate(pes):
-            row, row_head = p // self.cols, pes[p - p % self.cols]
             by_size = {}
             for s, g in enumerate(self._granules):
                 if p + g <= last_busy[s]:
                     by_size.setdefault(g, []).append(s)
-            with m.If(row_head.result):  # the row's own copy of the tile-finished marker
+            with m.If(pe.result):  # every PE's tile ends in the same cycle
                 m.d.sync += drain[p].eq(pe.acc)
-            with m.Elif(advance[row]):
-                with m.Switch(row_stage[row]):
+            with m.Elif(ctl[p].advance):
+                with m.Switch(ctl[p].stage):
                     for g, stages in by_size.items():
                         with m.Case(*stages):
                             m.d.sync += drain[p].eq(drain[p + g])
         m.d.comb += [self.granule[e].eq(drain[e]) for e in range(len(self.granule))]
         return m
 
-    def _drain_count(self, m, row, result, writes):
-        """Row ``row``'s count of the granules left to drain; high a cycle after the count
-        is non-zero, when the row's drain shifts. ``writes`` (as the row's operand copy has
-        it) waits for the ``result`` of its ``first``."""
+    def _drain_count(self, m, row, first, writes):
+        """Row ``row``'s count of the granules left to drain, kept a cycle ahead of the
+        drain: ``first`` and ``writes`` as the row's operand copy has them, a cycle before
+        its PEs do. The result is high two cycles before the drain shifts (each PE's copy
+        of it adds one)."""
+        # the tile's result a cycle ahead: the PE's first copy, then its own delay, less one
+        result = delayed(m, first, PE.latency - 1, f"result_ahead{row}_")
         writes = delayed(m, writes, PE.latency - 1, f"writes{row}_")
         left = Signal.like(writes, name=f"left{row}")
         left_next = Signal.like(writes, name=f"left_next{row}")
