@@ -24,9 +24,8 @@ __all__ = ["Accelerator"]
 # (counting from 0, as the schedule's cycle model does).
 EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
 #: Cycles from the weight address register to the weight word at the array: the ROM slices'
-#: second address register (their first is loaded with the register's next value), then
-#: their read.
-WEIGHT_LATENCY = 2
+#: two address registers (the first can sit halfway), then their read.
+WEIGHT_LATENCY = 3
 
 
 class Accelerator(wiring.Component):
@@ -217,10 +216,7 @@ class Accelerator(wiring.Component):
         # together, WEIGHT_LATENCY cycles behind the window counter
         state_window, state_first = Signal(), Signal()
         weight_addr = Signal.like(weight_roms[0].addr)  # the tile's weight_base + count
-        weight_addr_next = Signal.like(weight_addr)  # what it is in the next cycle
-        m.d.comb += [weight_addr_next.eq(weight_addr)]
-        m.d.comb += [rom.addr.eq(weight_addr_next) for rom in weight_roms]
-        m.d.sync += weight_addr.eq(weight_addr_next)
+        m.d.comb += [rom.addr.eq(weight_addr) for rom in weight_roms]
         valid = delayed(m, state_window & (count < inner), WEIGHT_LATENCY, "valid")
         first = delayed(m, state_first, WEIGHT_LATENCY, "first")
         # the lanes' heads already take one cycle (their input registers)
@@ -253,7 +249,8 @@ class Accelerator(wiring.Component):
             with m.If(has_bias):
                 m.d.sync += bias_index.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
-        writes = delayed(m, snap_writes, late + PE.latency + PEArray.latency, "writes")
+        writes = delayed(m, snap_writes, WEIGHT_LATENCY + PEArray.latency + PE.latency - 1,
+                         "writes")
         with m.If(array.result):
             m.d.comb += dr_left_next.eq(writes)
         wt = write_table.read_port()
@@ -309,8 +306,7 @@ class Accelerator(wiring.Component):
 
         def enter_window(tile, following, prev_writes):
             enter(win, tile.window_last)
-            m.d.sync += snap_writes.eq(prev_writes)
-            m.d.comb += weight_addr_next.eq(tile.weight_base)
+            m.d.sync += [snap_writes.eq(prev_writes), weight_addr.eq(tile.weight_base)]
             m.d.comb += lanes.swap.eq(1)
             with m.If(~tile.stage_end):  # the following tile is of this stage: read its rows
                 arm_reader(following)
@@ -332,7 +328,7 @@ class Accelerator(wiring.Component):
                 with m.If(phase_end):
                     enter_window(cur_e, nxt_e, Const(0, 1))
             with m.Case(win):
-                m.d.comb += weight_addr_next.eq(weight_addr + 1)
+                m.d.sync += weight_addr.eq(weight_addr + 1)
                 with m.If(phase_end):
                     with m.If(~cur_e.stage_end):
                         next_tile()

@@ -4,6 +4,7 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from edge3u.rtl.delay import delayed
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["ActivationLanes"]
@@ -21,9 +22,10 @@ class ActivationLanes(wiring.Component):
     moves every active lane on by one element. ``heads`` is each lane's front element (the PE
     array routes and registers it, in step with the weight ROM's registered read).
 
-    Every input is registered first, so all of it takes effect one cycle later (``latency``):
-    the row once for all lanes, the controls once per span of ``CONTROL_SPAN`` elements of a
-    lane, in a :class:`Replica` each, so no control net spans the whole lane array.
+    Every input is registered twice first, so all of it takes effect two cycles later
+    (``latency``): the row twice for all lanes, the controls once per lane and then once per
+    span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
+    net spans the whole lane array or a long lane.
 
     Parameters
     ----------
@@ -68,16 +70,18 @@ class ActivationLanes(wiring.Component):
             "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
         })
 
-    latency = 1
+    latency = 2
     """Cycles from an input to its effect on the registers."""
 
     def elaborate(self, platform):
         m = Module()
-        row_d = Signal.like(self.row, name="row_d")
-        m.d.sync += row_d.eq(self.row)
+        row_d = delayed(m, self.row, self.latency, "row_d")
         for lane, widths in enumerate(self._widths):
-            load = Signal(name=f"load{lane}")
-            m.d.comb += load.eq(self.row_en & (self.row_lane == lane))
+            # the lane's copy of its controls, then a copy of that per span of elements
+            own = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
+                {"load": 1, "swap": 1, "step": 1})
+            m.d.comb += [own.inp.load.eq(self.row_en & (self.row_lane == lane)),
+                         own.inp.swap.eq(self.swap), own.inp.step.eq(self.step)]
             shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
             active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]
             active.append(None)  # the last element has no next one
@@ -85,8 +89,7 @@ class ActivationLanes(wiring.Component):
             for first in range(0, len(widths), CONTROL_SPAN):
                 ctl = m.submodules[f"{REPLICA_PREFIX}{lane}_{first}"] = Replica(
                     {"load": 1, "swap": 1, "step": 1})
-                m.d.comb += [ctl.inp.load.eq(load), ctl.inp.swap.eq(self.swap),
-                             ctl.inp.step.eq(self.step)]
+                m.d.comb += ctl.inp.eq(own.out)
                 span = range(first, min(first + CONTROL_SPAN, len(widths)))
                 with m.If(ctl.out.load):
                     m.d.sync += [shadow[e].eq(row[e]) for e in span]

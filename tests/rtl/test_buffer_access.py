@@ -58,9 +58,10 @@ def watch_inference(net, sched, rows, cols, seed):
 
 
 def test_rows_read_while_the_drain_writes_come_from_the_other_buffer():
-    # tiles read enough rows that reading overlaps the previous tile's drain
-    shapes = [((8, 8), (4, 4), (1, 2, 1)), ((4, 4), (2, 5), (1, 2, 1))]
-    rows, cols, lanes = 2, 6, 12
+    # the default network's shapes at low ranks: its write-bound stages drain a tile while
+    # the rows of the tile after next are read
+    shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 2, 2, 2, 1)), ((16, 32), (2, 5), (1, 2, 1))]
+    rows, cols, lanes = 4, 5, 20
     orders = schedule.choose_orders(shapes, rows * cols, lanes)
     net = random_network([(*s, o) for s, o in zip(shapes, orders)], seed=0)
     sched = schedule.build_schedule(shapes, orders, rows * cols, lanes)

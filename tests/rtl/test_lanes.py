@@ -17,7 +17,8 @@ def test_rows_load_swap_in_and_step_out_one_element_per_cycle():
                 ctx.set(lanes.swap, 1)  # the second row arrives in the swap cycle
             await ctx.tick()
         ctx.set(lanes.row_en, 0); ctx.set(lanes.swap, 0); ctx.set(lanes.step, 1)
-        await ctx.tick()  # every input takes effect a cycle later (ActivationLanes.latency)
+        for _ in range(ActivationLanes.latency):  # every input takes effect this much later
+            await ctx.tick()
         for _ in range(5):  # heads are the front elements, before each step
             heads.append([ctx.get(lanes.heads[0]), ctx.get(lanes.heads[1])])
             await ctx.tick()
@@ -37,7 +38,8 @@ def test_a_narrow_lane_keeps_only_its_width_and_heads_are_sign_extended():
                 ctx.set(lanes.row[e], v)
             await ctx.tick()
         ctx.set(lanes.row_en, 0); ctx.set(lanes.swap, 0); ctx.set(lanes.step, 1)
-        await ctx.tick()  # every input takes effect a cycle later (ActivationLanes.latency)
+        for _ in range(ActivationLanes.latency):  # every input takes effect this much later
+            await ctx.tick()
         for _ in range(2):
             heads.append([ctx.get(lanes.heads[0]), ctx.get(lanes.heads[1])])
             await ctx.tick()
@@ -56,7 +58,8 @@ def test_positions_of_a_lane_can_be_narrower_than_its_head():
             ctx.set(lanes.row[e], v)
         await ctx.tick()
         ctx.set(lanes.row_en, 0); ctx.set(lanes.swap, 0); ctx.set(lanes.step, 1)
-        await ctx.tick()  # every input takes effect a cycle later (ActivationLanes.latency)
+        for _ in range(ActivationLanes.latency):  # every input takes effect this much later
+            await ctx.tick()
         for _ in range(3):
             heads.append(ctx.get(lanes.heads[0]))
             await ctx.tick()
