@@ -219,7 +219,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [rom.addr.eq(weight_addr) for rom in weight_roms]
         valid = delayed(m, state_window & (count < inner), WEIGHT_LATENCY, "valid")
         first = delayed(m, state_first, WEIGHT_LATENCY, "first")
-        # the lanes' heads already take one cycle (their input registers)
+        # the lanes' heads already take ActivationLanes.latency cycles (their input registers)
         late = WEIGHT_LATENCY - ActivationLanes.latency
         # the granules of the tile a first ends travel with it (snap_writes, below)
         m.d.comb += [array.valid.eq(valid), array.first.eq(first),
@@ -261,7 +261,8 @@ class Accelerator(wiring.Component):
         values = [delayed(m, array.granule[e], 2, f"value{e}_") for e in range(G)]
         drain_valid = delayed(m, draining, 2, "drain")
         for e, (rq, rom) in enumerate(zip(requant, bias_roms)):
-            m.d.comb += [rq.value.eq(values[e]), rq.bias.eq(delayed(m, rom.data, 1, f"bias{e}_", reset_less=True)),
+            bias = delayed(m, rom.data, 1, f"bias{e}_", reset_less=True)
+            m.d.comb += [rq.value.eq(values[e]), rq.bias.eq(bias),
                          rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
         # the write-table entry a cycle ahead of the codes it places, and then with them
         pre_entry = delayed(m, wt.data, Requantizer.latency, "entry", reset_less=True)

@@ -3,7 +3,7 @@
 One address register that drives every block RAM of a wide ROM spans the chip: on the default
 design's ECP5 build it was the critical path (15 ns of wire). Each slice instead registers the
 address in a :class:`~edge3u.rtl.replica.Replica` of its own, placed beside the slice, so the
-long wire is the one into that register and has a whole cycle.
+long wire is the one into that copy and has a whole cycle (two, with two levels).
 """
 
 from amaranth import Module

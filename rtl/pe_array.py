@@ -22,9 +22,9 @@ class PEArray(wiring.Component):
     the next granule's sums. ``writes``, given with the ``first`` that ends a tile, says how
     many granules it drains: from the cycle after ``result`` the drain shifts on by one granule
     per cycle until that many have been presented. Every PE row counts them down itself, so no
-    drain control comes from outside the row, and each PE takes a copy of the row's count. Positions that no busy PE's sum passes in a
-    stage hold instead of shifting: the drain's multiplexers only have the paths some stage
-    uses.
+    drain control comes from outside the row, and each PE takes a copy of the row's count.
+    Positions that no busy PE's sum passes in a stage hold instead of shifting: the drain's
+    multiplexers only have the paths some stage uses.
 
     Every input is registered twice on the way in (``latency``): heads (routed to the PE)
     and weights of the same cycle are multiplied together; the controls are copied per PE row
