@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from edge3u.models import tt
-from edge3u.models.golden import IntLayer, IntNetwork, requant_from_scale
+from edge3u.models.golden import IntLayer, IntNetwork, Requant, requant_from_scale
 from edge3u.train.network import pixels_to_input
 from edge3u.train.quantizers import (WeightFormat, make_activation_quantizer,
                                      make_weight_quantizer)
 
-__all__ = ["QuantTTLayer", "QuantTTNetwork", "to_int_network", "INPUT_SCALE", "INPUT_MAX"]
+__all__ = ["QuantTTLayer", "QuantTTNetwork", "snap_scales", "to_int_network", "INPUT_SCALE", "INPUT_MAX"]
 
 INPUT_SCALE = 1 / 256
 INPUT_MAX = 255
@@ -129,27 +129,59 @@ def _half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5).to(torch.int64)
 
 
-@torch.no_grad()
-def to_int_network(net: QuantTTNetwork) -> IntNetwork:
-    """The integer network that computes what ``net`` fake-computes (docs/numerics.md)."""
-    scale, in_max = INPUT_SCALE, INPUT_MAX
-    layers = []
-    for name, layer in zip(net.names, net.layers):
+def _requant_factors(net: QuantTTNetwork, snap: bool):
+    """Walk ``net`` in the hardware's order of requantizations.
+
+    Yields ``(layer, codes, stage_requant, unit, out_requant)`` per layer. Each requantizer's
+    factor is ``scale_in * core_scale / scale_out``; with ``snap`` the output quantizer's scale
+    is first set so that this factor is exactly the integer ``multiplier / 2**shift`` the
+    hardware applies (a change of at most 2**-15 relative).
+    """
+    scale = INPUT_SCALE
+
+    def requant(factor_in: float, quant) -> Requant:
+        rq = requant_from_scale(factor_in / quant.scale, quant.code_min, quant.code_max)
+        if snap:
+            quant.set_scale(factor_in / rq.scale)
+        return rq
+
+    for layer in net.layers:
         pairs = [q.to_int(c) for q, c in zip(layer.weight_quant, layer.cores)]
-        codes = [c.to(torch.int64) for c, _ in pairs]
         core_scales = [s for _, s in pairs]
         stage_requant = []
         for quant, k in zip(layer.stage_quant, layer.order[:-1]):
-            stage_requant.append(requant_from_scale(scale * core_scales[k] / quant.scale,
-                                                    quant.code_min, quant.code_max))
+            stage_requant.append(requant(scale * core_scales[k], quant))
             scale = quant.scale
         unit = scale * core_scales[layer.order[-1]]
+        out_requant = requant(unit * layer.gamma, layer.out_quant) if layer.relu else None
+        yield layer, [c.to(torch.int64) for c, _ in pairs], stage_requant, unit, out_requant
+        if layer.relu:
+            scale = layer.out_quant.scale
+
+
+@torch.no_grad()
+def snap_scales(net: QuantTTNetwork) -> None:
+    """Make every activation scale agree exactly with the requantization the hardware does.
+
+    The integer model rounds ``acc * multiplier / 2**shift``; the fake-quant model rounds
+    ``acc * scale_in * core_scale / scale_out``. A 15-bit multiplier is off by up to 2**-15 relative, and
+    every value that falls within that much of a rounding boundary would round differently.
+    After this the two factors are equal (to float32 precision), so the fake-quant model
+    predicts what the integer model computes. Call it once training has ended.
+    """
+    for _ in _requant_factors(net, snap=True):
+        pass
+
+
+@torch.no_grad()
+def to_int_network(net: QuantTTNetwork) -> IntNetwork:
+    """The integer network that computes what ``net`` fake-computes (docs/numerics.md)."""
+    layers, in_max = [], INPUT_MAX
+    for name, (layer, codes, stage_requant, unit, out_requant) in zip(
+            net.names, _requant_factors(net, snap=False)):
         bias = _half_up(layer.bias / layer.gamma / unit)
-        out_requant = None
+        layers.append(IntLayer(name, codes, layer.order, stage_requant, bias,
+                               out_requant, in_max))
         if layer.relu:
-            quant = layer.out_quant
-            out_requant = requant_from_scale(unit * layer.gamma / quant.scale, 0, quant.code_max)
-        layers.append(IntLayer(name, codes, layer.order, stage_requant, bias, out_requant, in_max))
-        if layer.relu:
-            scale, in_max = quant.scale, quant.code_max
+            in_max = layer.out_quant.code_max
     return IntNetwork(layers)

@@ -22,7 +22,7 @@ from edge3u.data import Dataset, load_dataset
 from edge3u.models.golden import int_predict
 from edge3u.runs import CONFIG, RunError, load_step_output, save_torch, write_json
 from edge3u.models.schedule import hardware_orders
-from edge3u.train.qat import QuantTTNetwork, to_int_network
+from edge3u.train.qat import QuantTTNetwork, snap_scales, to_int_network
 from edge3u.train.run import load_model_state
 
 __all__ = ["quantize_run", "qat", "load_quant_state", "QUANT", "QUANT_METRICS"]
@@ -37,7 +37,8 @@ CALIBRATION_IMAGES = 2000
 def qat(model_state: dict, data: Dataset, *, method: str, weight_bits, activation_bits: int,
         epochs: int, batch_size: int, seed: int, progress: bool = False,
         orders: dict | None = None) -> QuantTTNetwork:
-    """Fine-tune the fake-quantized network; returns it in eval mode (scales frozen)."""
+    """Fine-tune the fake-quantized network; returns it in eval mode, its scales frozen and
+    snapped to the integer requantization (:func:`~edge3u.train.qat.snap_scales`)."""
     torch.manual_seed(seed)
     net = QuantTTNetwork(model_state, orders=orders, method=method, weight_bits=weight_bits,
                          activation_bits=activation_bits)
@@ -59,6 +60,7 @@ def qat(model_state: dict, data: Dataset, *, method: str, weight_bits, activatio
             loss.backward()
             optimizer.step()
     net.eval()
+    snap_scales(net)
     return net
 
 

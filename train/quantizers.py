@@ -340,6 +340,15 @@ class _ActivationQuantizer(nn.Module):
         """The current scale (value of one code unit)."""
         return float(self._current_scale(torch.float32).detach())
 
+    def set_scale(self, scale: float) -> None:
+        """Fix the scale (value of one code unit) to ``scale`` > 0."""
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"an activation scale must be a positive finite number, not {scale!r}")
+        self._set_scale(scale)
+
+    def _set_scale(self, scale: float) -> None:
+        raise NotImplementedError
+
     def _round_codes(self, x: torch.Tensor) -> torch.Tensor:
         # round half up, as the hardware's requantization does (docs/numerics.md)
         return torch.clamp(torch.floor(x + 0.5), self.code_min, self.code_max)
@@ -413,6 +422,11 @@ class MaxObserverActivation(_ActivationQuantizer):
         elif self.training:
             self.running_max.mul_(self.momentum).add_((1 - self.momentum) * batch_max)
 
+    @torch.no_grad()
+    def _set_scale(self, scale):
+        self.running_max.fill_(scale * self.code_max)
+        self.calibrated.fill_(True)
+
     def _current_scale(self, dtype):
         if not bool(self.calibrated):
             raise self._uncalibrated()
@@ -452,6 +466,11 @@ class LSQActivation(_ActivationQuantizer):
             start = 2 * x.abs().mean().float() / math.sqrt(self.code_max)
             self.learned_scale.copy_(_floor(start))
             self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _set_scale(self, scale):
+        self.learned_scale.fill_(scale)
+        self.initialized.fill_(True)
 
     def _current_scale(self, dtype):
         if not bool(self.initialized):
