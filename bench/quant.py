@@ -2,7 +2,8 @@
 
 Trains the rank-adaptive TT network (or reuses ``--run``), then fine-tunes it with QAT for every
 method × weight bits {2, 3, 4, ternary} × activation bits {4, 8} in the same harness, and checks
-every point's integer golden model against its fake-quant model. Prints a table; the last line is
+every point's integer golden model against its fake-quant model. Every point runs the stages
+in the accelerator's orders, as ``edge3u quantize`` does. Prints a table; the last line is
 one JSON object (keys ``w{bits}a{bits}_{method}_acc``, ``fp32_tt_acc``,
 ``int_vs_fake_agreement`` = the lowest agreement over all points).
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from edge3u.config import load_config
 from edge3u.data import load_dataset
+from edge3u.models.schedule import hardware_orders
 from edge3u.train.quantize_run import accuracies, qat
 from edge3u.train.run import load_model_state, train_run
 
@@ -49,6 +51,9 @@ def main() -> None:
     if args.quick:
         data = data.subset(len(data.y_train) // 4)
         epochs = min(epochs, 1)
+    # the stage orders `edge3u quantize` uses: the ones the accelerator runs
+    orders = hardware_orders([(layer["name"], layer["cores"]) for layer in state["layers"]],
+                             config.hardware)
     figures = {"fp32_tt_acc": state["test_accuracy"], "ranks": {
         layer["name"]: [1, *(c.shape[0] for c in layer["cores"][1:]), 1]
         for layer in state["layers"]}, "qat_epochs": epochs, "points": {}}
@@ -57,7 +62,7 @@ def main() -> None:
             for method in METHODS:
                 net = qat(state, data, method=method, weight_bits=wbits, activation_bits=abits,
                           epochs=epochs, batch_size=config.train.batch_size,
-                          seed=config.train.seed)
+                          seed=config.train.seed, orders=orders)
                 point = accuracies(net, data)
                 key = f"w{'t' if wbits == 'ternary' else wbits}a{abits}_{method}"
                 figures["points"][key] = point

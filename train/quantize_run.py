@@ -2,13 +2,15 @@
 
 Reads ``RUN/model.pt``, builds the fake-quantized network (:mod:`edge3u.train.qat`) for the
 config's (or the given) method and bit-widths, calibrates the activation quantizers on one pass,
-fine-tunes for ``quant.epochs`` with Adam, and records the float TT, fake-quant and integer
+fine-tunes for ``quant.epochs`` with Adam (learning rate ``QAT_LR`` decayed to zero
+along a cosine over all steps), and records the float TT, fake-quant and integer
 accuracies and their agreement. Writes ``RUN/quant.pt`` (what ``export`` reads) and
 ``RUN/quant.json``, atomically.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ __all__ = ["quantize_run", "qat", "load_quant_state", "QUANT", "QUANT_METRICS"]
 QUANT = "quant.pt"
 QUANT_METRICS = "quant.json"
 QUANT_FORMAT = 1
-QAT_LR = 1e-3
+QAT_LR = 1e-2
 CALIBRATION_IMAGES = 2000
 
 
@@ -47,13 +49,15 @@ def qat(model_state: dict, data: Dataset, *, method: str, weight_bits, activatio
     with torch.no_grad():  # calibrate observers / initialise LSQ steps on real activations
         net(x[:CALIBRATION_IMAGES])
     optimizer = torch.optim.Adam(net.parameters(), lr=QAT_LR)
+    steps = range(0, len(y), batch_size)
+    total, step = epochs * len(steps), 0
     for epoch in range(epochs):
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + epoch))
-        for group in optimizer.param_groups:
-            group["lr"] = QAT_LR * 0.5 ** epoch
-        steps = range(0, len(order), batch_size)
         for start in tqdm(steps, desc=f"QAT epoch {epoch + 1}/{epochs}", file=sys.stderr,
                           disable=not progress, leave=False, mininterval=1.0):
+            for group in optimizer.param_groups:  # cosine decay over all steps, to zero
+                group["lr"] = QAT_LR * 0.5 * (1 + math.cos(math.pi * step / total))
+            step += 1
             idx = order[start:start + batch_size]
             loss = F.cross_entropy(net(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
