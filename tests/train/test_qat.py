@@ -25,6 +25,17 @@ def test_integer_network_agrees_with_fake_quant(trained, digits, method, bits):
     assert figures["int_accuracy"] > 0.5
 
 
+def test_qat_recovers_what_two_bit_cores_lose(trained, digits):
+    # calibrated but not fine-tuned, 2-bit cores lose about a third of the float accuracy;
+    # the default QAT schedule (Adam, cosine decay) wins it back
+    float_acc = trained["test_accuracy"]
+    figures = {epochs: accuracies(qat(trained, digits, method="ul2q", weight_bits=2,
+                                      activation_bits=4, epochs=epochs, batch_size=32, seed=0),
+                                  digits)["int_accuracy"] for epochs in (0, 6)}
+    assert figures[0] < float_acc - 0.2
+    assert figures[6] > float_acc - 0.03
+
+
 def _fake_quant_factors(net):
     """Each requantizer's real factor in the fake-quant model, ``scale_in * core / scale_out``."""
     scale, factors = 1 / 256, []
