@@ -25,6 +25,7 @@ from edge3u.models.golden import int_predict
 from edge3u.runs import CONFIG, RunError, load_step_output, save_torch, write_json
 from edge3u.models.schedule import hardware_orders
 from edge3u.train.qat import QuantTTNetwork, snap_scales, to_int_network
+from edge3u.train.quantizers import keep_scales_positive
 from edge3u.train.run import load_model_state
 
 __all__ = ["quantize_run", "qat", "load_quant_state", "QUANT", "QUANT_METRICS"]
@@ -63,6 +64,7 @@ def qat(model_state: dict, data: Dataset, *, method: str, weight_bits, activatio
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            keep_scales_positive(net)
     net.eval()
     snap_scales(net)
     return net

@@ -41,7 +41,10 @@ from edge3u.train.lowprec import int_range
 __all__ = ["WeightFormat", "WEIGHT_FORMATS", "gaussian_mse", "gaussian_optimal_step", "UL2Q_STEP",
            "ul2q_scale", "fake_quantize", "UL2QWeight", "MinMaxWeight", "LSQWeight",
            "MaxObserverActivation", "LSQActivation", "make_weight_quantizer",
-           "make_activation_quantizer"]
+           "make_activation_quantizer", "keep_scales_positive", "MIN_LEARNED_SCALE"]
+
+MIN_LEARNED_SCALE = 1e-6
+"""The smallest scale a learned step may take: :func:`keep_scales_positive` projects onto it."""
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,20 @@ class LSQActivation(_ActivationQuantizer):
     def _grad_scale(self, x):
         features = x[0].numel() if x.ndim >= 2 else x.numel()
         return 1 / math.sqrt(features * self.code_max)
+
+
+@torch.no_grad()
+def keep_scales_positive(module: nn.Module) -> None:
+    """Project every learned scale in ``module`` onto ``>= MIN_LEARNED_SCALE``.
+
+    An optimizer step can carry a learned step size (LSQ) through zero, and a scale that is not
+    positive has no integer requantization. Call this after every optimizer step: it changes
+    nothing while the scales stay positive, and a clamped scale still gets its LSQ gradient,
+    so it can grow again.
+    """
+    for quantizer in module.modules():
+        if isinstance(quantizer, (LSQWeight, LSQActivation)):
+            quantizer.learned_scale.clamp_(min=MIN_LEARNED_SCALE)
 
 
 # -- factories ------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from torch import nn
 from edge3u.train.quantizers import (UL2Q_STEP, WEIGHT_FORMATS, LSQActivation, LSQWeight,
                                      MaxObserverActivation, MinMaxWeight, UL2QWeight,
                                      WeightFormat, gaussian_mse, gaussian_optimal_step,
-                                     make_activation_quantizer, make_weight_quantizer,
-                                     ul2q_scale)
+                                     keep_scales_positive, make_activation_quantizer,
+                                     make_weight_quantizer, ul2q_scale, MIN_LEARNED_SCALE)
 
 TERNARY = WeightFormat("ternary")
 
@@ -302,6 +302,28 @@ def test_lsq_activation_init_and_gradient():
     assert float(quantizer.learned_scale.grad) == pytest.approx(float(scale.grad), rel=1e-6)
     assert torch.allclose(x.grad, x_ref.grad)
     assert x.grad[0, -1] == 0.0 and x.grad[0, 0] == 1.0
+
+
+def test_a_step_through_zero_is_projected_back_and_can_grow_again():
+    net = nn.ModuleList([LSQActivation(4, signed=False), LSQWeight(2, torch.ones(8)),
+                         MaxObserverActivation(4, signed=False)])
+    x = torch.linspace(0, 3, 16).reshape(2, 8)
+    net[0](x), net[2](x)
+    before = net[2].scale
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    for quantizer in net[:2]:
+        quantizer.learned_scale.grad = quantizer.learned_scale.detach() + 1.0  # overshoots zero
+    optimizer.step()
+    assert all(float(q.learned_scale.detach()) < 0 for q in net[:2])
+    keep_scales_positive(net)
+    assert [q.scale for q in net[:2]] == [pytest.approx(MIN_LEARNED_SCALE)] * 2
+    assert net[2].scale == before  # observers have no learned scale
+    # saturated at the floor, the LSQ gradient on the scale points back up
+    optimizer.zero_grad()
+    (net[0](x) - x).square().sum().backward()
+    assert float(net[0].learned_scale.grad) < 0
+    keep_scales_positive(net)  # the floor itself is left as it is
+    assert net[0].scale == pytest.approx(MIN_LEARNED_SCALE)
 
 
 # -- factories ------------------------------------------------------------------------------------
