@@ -491,8 +491,8 @@ def keep_scales_positive(module: nn.Module) -> None:
 
     An optimizer step can carry a learned step size (LSQ) through zero, and a scale that is not
     positive has no integer requantization. Call this after every optimizer step: it changes
-    nothing while the scales stay positive, and a clamped scale still gets its LSQ gradient,
-    so it can grow again.
+    no scale at or above the floor, and a clamped scale still gets its LSQ gradient, so it can
+    grow again.
     """
     for quantizer in module.modules():
         if isinstance(quantizer, (LSQWeight, LSQActivation)):
