@@ -24,16 +24,23 @@ from edge3u.train.tt_linear import TTLinear
 DEFAULT_METRICS = Path(__file__).parent / "out" / "train_memory.json"
 
 
-def time_fwd_bwd(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median milliseconds of forward + backward of ``module(x).sum()``."""
-    for _ in range(10):
-        module(x).sum().backward()
-    samples = []
+def time_fwd_bwd(layers: dict[str, torch.nn.Module], x: torch.Tensor,
+                 repeats: int) -> dict[str, float]:
+    """Median milliseconds of forward + backward of ``module(x).sum()`` for each layer.
+
+    The layers take turns, one call each per round, so a change in the machine's speed during
+    the run (another process, the clock) lands on all of them alike.
+    """
+    for module in layers.values():
+        for _ in range(10):
+            module(x).sum().backward()
+    samples = {name: [] for name in layers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        module(x).sum().backward()
-        samples.append(time.perf_counter() - start)
-    return 1000 * statistics.median(samples)
+        for name, module in layers.items():
+            start = time.perf_counter()
+            module(x).sum().backward()
+            samples[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(times) for name, times in samples.items()}
 
 
 def tltorch_layer(in_modes, out_modes, ranks):
@@ -68,9 +75,9 @@ def main() -> None:
         "nn.Linear": torch.nn.Linear(fc1.in_features, fc1.out_features),
         "tltorch blocktt": tltorch_layer(fc1.in_modes, fc1.out_modes, ranks),
     }
-    times = {name: time_fwd_bwd(layer, x, args.repeats) for name, layer in layers.items()}
+    times = time_fwd_bwd(layers, x, args.repeats)
     print(f"fc1 {fc1.in_features}->{fc1.out_features}, batch {args.batch}, ranks {list(ranks)} "
-          f"({source}), {torch.get_num_threads()} threads, median of {args.repeats}")
+          f"({source}), {torch.get_num_threads()} threads, median of {args.repeats} interleaved rounds")
     print(f"{'layer':<18}{'fwd+bwd ms':>12}{'params':>10}")
     for name, layer in layers.items():
         params = sum(p.numel() for p in layer.parameters())
