@@ -4,7 +4,7 @@ For each budget (cycles per inference on the configured array; 0 = none) the net
 with the budget steering rank pruning, quantized, exported, elaborated and run on Verilator, so
 the table shows the cycles the RTL itself counted next to the budget and the accuracy bought.
 
-    python bench/budget.py [--quick] [--budgets 0,1000,900,800] [--images 100] [--out DIR]
+    python bench/budget.py [--quick] [--budgets 0,1000,900,850] [--images 100] [--out DIR]
 
 Prints a table; the last line is one JSON object with the rows.
 """
@@ -16,23 +16,31 @@ import json
 import sys
 from pathlib import Path
 
-from edge3u.config import load_config
+from edge3u.config import ConfigError, load_config
 from edge3u.flow import flow_run
+from edge3u.train.budget import check_budget
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="default: the Fashion-MNIST config")
-    parser.add_argument("--budgets", default="0,1000,900,800")
+    parser.add_argument("--budgets", default="0,1000,900,850")
     parser.add_argument("--images", type=int, default=100, help="test images on Verilator")
     parser.add_argument("--quick", action="store_true", help="quick training and QAT")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
     args = parser.parse_args()
     base = load_config(args.config) if args.config else load_config()
+    configs = {int(b): base.replace(hardware={"latency_budget_cycles": int(b),
+                                              "latency_budget_us": 0.0})
+               for b in args.budgets.split(",")}
+    try:  # a budget below the network's floor fails before any run
+        for config in configs.values():
+            check_budget(config)
+    except ConfigError as error:
+        print(f"bench/budget.py: {error}", file=sys.stderr)
+        return 2
     rows = []
-    for budget in (int(b) for b in args.budgets.split(",")):
-        config = base.replace(hardware={"latency_budget_cycles": budget,
-                                        "latency_budget_us": 0.0})
+    for budget, config in configs.items():
         run = args.out / f"budget-{budget}{'-quick' if args.quick else ''}"
         report = flow_run(config, run, quick=args.quick, images=args.images, place=False,
                           progress=False, skip=("dense", "synth"))
