@@ -98,7 +98,7 @@ class Accelerator(wiring.Component):
         write_table = memory.Memory(shape=wt_layout, depth=max(2, len(p.write_table)),
                                     init=[{"row": r, "block": b} for r, b in p.write_table])
         bias_roms = [LocalRom(signed(A), [b[e] if e < len(b) else 0 for b in p.bias_words]
-                              or [0], block=False) for e in range(G)]
+                              or [0], block=False, address_registers=2) for e in range(G)]
         tile_layout = data.StructLayout({
             "stage": range(S + 1),
             "reads": range(max(t.reads for t in p.tiles) + 1),
@@ -219,13 +219,15 @@ class Accelerator(wiring.Component):
         m.d.comb += [rom.addr.eq(weight_addr) for rom in weight_roms]
         valid = delayed(m, state_window & (count < inner), WEIGHT_LATENCY, "valid")
         first = delayed(m, state_first, WEIGHT_LATENCY, "first")
-        # the lanes' heads already take ActivationLanes.latency cycles (their input registers)
+        # the lanes' heads already take ActivationLanes.latency cycles (their input registers),
+        # and the array keeps them a cycle longer than the weights (PEArray.head_latency)
         late = WEIGHT_LATENCY - ActivationLanes.latency
+        head_late = late - (PEArray.head_latency - PEArray.latency)
         # the granules of the tile a first ends travel with it (snap_writes, below)
         m.d.comb += [array.valid.eq(valid), array.first.eq(first),
                      array.writes.eq(delayed(m, snap_writes, WEIGHT_LATENCY, "array_writes")),
                      array.stage.eq(delayed(m, stage, late, "array_stage")),
-                     array.heads.eq(delayed(m, lanes.heads, late, "heads"))]
+                     array.heads.eq(delayed(m, lanes.heads, head_late, "heads"))]
         for pe in range(P):
             word, col = weight_roms[pe // C].data, pe % C
             m.d.comb += array.weights[pe].eq(
@@ -243,18 +245,23 @@ class Accelerator(wiring.Component):
         dr_left_next = Signal.like(dr_left)
         m.d.comb += dr_left_next.eq(dr_left)
         m.d.sync += dr_left.eq(dr_left_next)
+        # The bias slices take their address a cycle ahead (bias_index_next), through two
+        # registers each: the address crosses the chip to the 40 lanes in two cycles.
+        bias_index_next = Signal.like(bias_index)
+        m.d.comb += bias_index_next.eq(bias_index)
+        m.d.sync += bias_index.eq(bias_index_next)
         with m.If(draining):
             m.d.comb += dr_left_next.eq(dr_left - 1)
             m.d.sync += granule.eq(granule + 1)
             with m.If(has_bias):
-                m.d.sync += bias_index.eq(bias_index + 1)
+                m.d.comb += bias_index_next.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
         writes = delayed(m, snap_writes, WEIGHT_LATENCY + PEArray.latency + PE.latency - 1,
                          "writes")
         with m.If(array.result):
             m.d.comb += dr_left_next.eq(writes)
         wt = write_table.read_port()
-        m.d.comb += [wt.addr.eq(granule)] + [rom.addr.eq(bias_index) for rom in bias_roms]
+        m.d.comb += [wt.addr.eq(granule)] + [rom.addr.eq(bias_index_next) for rom in bias_roms]
         # The granule's sums wait a cycle for their biases: each lane's bias slice is looked
         # up from its address register into a register, as the write table's output goes
         # into its block RAM's register.
@@ -319,7 +326,8 @@ class Accelerator(wiring.Component):
             with m.Case(idle):
                 with m.If(self.start):
                     enter(prologue, entries[0]["prologue_last"])
-                    m.d.sync += [t3.eq(3), granule.eq(0), bias_index.eq(0)]
+                    m.d.sync += [t3.eq(3), granule.eq(0)]
+                    m.d.comb += bias_index_next.eq(0)
                     m.d.sync += [reg.eq(tile_layout.const(entries[k]))
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]

@@ -12,6 +12,9 @@ __all__ = ["ActivationLanes"]
 #: Elements of a lane that share one copy of its controls (a copy drives up to about 150
 #: flip-flops' enables: a lane of 112 pixels had been one net of 380).
 CONTROL_SPAN = 8
+#: Lanes that share one copy of the row register (the row had been one register for all 32
+#: lanes of the default design, 10 ns of wire to the farthest).
+ROW_COPY_LANES = 4
 
 
 class ActivationLanes(wiring.Component):
@@ -23,7 +26,8 @@ class ActivationLanes(wiring.Component):
     array routes and registers it, in step with the weight ROM's registered read).
 
     Every input is registered twice first, so all of it takes effect two cycles later
-    (``latency``): the row twice for all lanes, the controls once per lane and then once per
+    (``latency``): the row once for all lanes and then once per ``ROW_COPY_LANES`` lanes
+    (a :class:`Replica`), the controls once per lane and then once per
     span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
     net spans the whole lane array or a long lane.
 
@@ -75,7 +79,19 @@ class ActivationLanes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        row_d = delayed(m, self.row, self.latency, "row_d")
+        # the row once for all lanes, then a copy per group of ROW_COPY_LANES lanes
+        row_1 = delayed(m, self.row, self.latency - 1, "row_d")
+        copies = {}
+        for first_lane in range(0, len(self._widths), ROW_COPY_LANES):
+            group = self._widths[first_lane:first_lane + ROW_COPY_LANES]
+            width = [max(w[e] for w in group if e < len(w))
+                     for e in range(max(len(w) for w in group))]
+            copy = m.submodules[f"{REPLICA_PREFIX}_row{first_lane}"] = Replica(
+                {f"e{e}": signed(b) for e, b in enumerate(width)})
+            m.d.comb += [copy.inp[f"e{e}"].eq(row_1[e][:b].as_signed())
+                         for e, b in enumerate(width)]
+            for lane in range(first_lane, first_lane + len(group)):
+                copies[lane] = copy.out
         for lane, widths in enumerate(self._widths):
             # the lane's copy of its controls, then a copy of that per span of elements
             own = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
@@ -85,7 +101,7 @@ class ActivationLanes(wiring.Component):
             shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
             active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]
             active.append(None)  # the last element has no next one
-            row = [row_d[e][:b].as_signed() for e, b in enumerate(widths)]
+            row = [copies[lane][f"e{e}"][:b].as_signed() for e, b in enumerate(widths)]
             for first in range(0, len(widths), CONTROL_SPAN):
                 ctl = m.submodules[f"{REPLICA_PREFIX}{lane}_{first}"] = Replica(
                     {"load": 1, "swap": 1, "step": 1})

@@ -26,9 +26,10 @@ class PEArray(wiring.Component):
     Positions that no busy PE's sum passes in a stage hold instead of shifting: the drain's
     multiplexers only have the paths some stage uses.
 
-    Every input is registered twice on the way in (``latency``): heads (routed to the PE)
-    and weights of the same cycle are multiplied together; the controls are copied per PE row
-    in :class:`Replica` modules, so no control net spans the array. ``result`` and
+    Every input is registered twice on the way in (``latency``), and ``heads`` three times
+    (``head_latency``: a copy per PE row, two deep, then routed to the PE), so heads given a
+    cycle before the weights they multiply meet them at the PE; the controls are copied per
+    PE row in :class:`Replica` modules, so no control net spans the array. ``result`` and
     ``granule`` are therefore two cycles later than they would be without the input
     registers. The controls reach each PE through a tree of copies, a row's then the PE's
     own; the stage three registers deep (it changes at least four cycles before the first
@@ -104,8 +105,12 @@ class PEArray(wiring.Component):
         })
 
     latency = 2
-    """Cycles every input spends in the array's input registers before it reaches a PE: one
-    beside its source (a block RAM's output is slow), one beside the PE."""
+    """Cycles every input but ``heads`` spends in the array's input registers before it
+    reaches a PE: one beside its source (a block RAM's output is slow), one beside the PE."""
+
+    head_latency = 3
+    """Cycles ``heads`` spend in the array: the PE row's copy, two deep, then the PE's
+    routing register."""
 
     def elaborate(self, platform):
         m = Module()
@@ -129,6 +134,21 @@ class PEArray(wiring.Component):
             row_ops.append(ops.out)
             row_stage.append(st.out.stage)
             advance_ahead.append(self._drain_count(m, r, ops.out.first, ops.out.writes))
+        # Every PE row takes its own copy of the heads of the lanes its PEs read, two
+        # registers deep, so a head crosses the chip to a row in two cycles.
+        row_heads = []
+        for r in range(self.rows):
+            used = sorted({route[p] for route in self._routes
+                           for p in range(r * self.cols, (r + 1) * self.cols) if route[p] >= 0})
+            if not used:
+                row_heads.append({})
+                continue
+            width = max(pe_bits[r * self.cols:(r + 1) * self.cols])
+            heads = m.submodules[f"{REPLICA_PREFIX}{r}_heads"] = Replica(
+                {f"lane{lane}": signed(width) for lane in used}, depth=self.head_latency - 1)
+            m.d.comb += [heads.inp[f"lane{lane}"].eq(self.heads[lane][:width].as_signed())
+                         for lane in used]
+            row_heads.append(heads.out)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         ctl = []
         for p, pe in enumerate(pes):
@@ -147,13 +167,14 @@ class PEArray(wiring.Component):
                 by_lane.setdefault(route[p], []).append(s)
             if list(by_lane) == [-1]:
                 continue
-            routed = Signal(signed(pe_bits[p]), name=f"a{p}_0")  # routed, then registered
+            routed = Signal(signed(pe_bits[p]), name=f"a{p}_0")  # the row's copy, routed
             with m.Switch(own.out.stage):
                 for lane, stages in by_lane.items():
                     if lane >= 0:
                         with m.Case(*stages):
-                            m.d.sync += routed.eq(self.heads[lane][:pe_bits[p]].as_signed())
-            m.d.comb += pe.a.eq(delayed(m, routed, self.latency - 1, f"a{p}_"))
+                            m.d.sync += routed.eq(row_heads[r][f"lane{lane}"][:pe_bits[p]]
+                                                  .as_signed())
+            m.d.comb += pe.a.eq(routed)
         m.d.comb += self.result.eq(pes[0].result)
         # A stage's granules leave from the front, so position p only ever presents a sum
         # that started at or below the stage's last busy PE: it shifts in p + g only where

@@ -57,6 +57,12 @@ async def _pe_array(dut, spec):
 
     cocotb.start_soon(monitor())
     dut.stage.value = 0
+    # heads are given head_lead cycles before the weights they multiply
+    lead, heads = spec["head_lead"], act.reshape(-1, act.shape[2])
+    dut.valid.value = dut.first.value = dut.writes.value = 0
+    for c in range(lead):
+        dut.heads.value = pack(heads[c], bits["act"])
+        await RisingEdge(dut.clk)
     draining = 0
     for t in range(len(act) + 1):        # driver: one tile after another, back to back
         for i in range(act.shape[1]):
@@ -64,8 +70,10 @@ async def _pe_array(dut, spec):
             dut.first.value = int(i == 0)
             dut.writes.value = pes // g if i == 0 and t > 0 else 0  # the tile the first ends
             dut.valid.value = int(not last)
-            if not last:  # the heads and weights of a cycle are multiplied together
-                dut.heads.value = pack(act[t, i], bits["act"])
+            c = t * act.shape[1] + i + lead
+            if c < len(heads):
+                dut.heads.value = pack(heads[c], bits["act"])
+            if not last:
                 dut.weights.value = pack(weights[t, i], bits["weight"])
             advance["now"] = int(draining > 0)
             draining -= draining > 0

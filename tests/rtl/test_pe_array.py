@@ -19,13 +19,18 @@ def test_gemm_tile_equals_numpy_and_drains_granule_by_granule(lane_bits):
     want = np.array([act[:, route[p]] @ w[:, p] for p in range(rows * cols)])
     drained = []
 
+    def set_heads(ctx, i):
+        for lane in range(lanes):
+            ctx.set(array.heads[lane], int(act[i % inner, lane]))
+
     async def bench(ctx):
+        set_heads(ctx, 0)  # heads are given a cycle before the weights they multiply
+        await ctx.tick()
         for i in range(inner + 1):  # then one more first marker to finish the tile
             ctx.set(array.first, int(i in (0, inner)))
             ctx.set(array.writes, rows * cols // g if i == inner else 0)  # the tile it ends
             ctx.set(array.valid, int(i < inner))
-            for lane in range(lanes):  # heads and weights of a cycle are multiplied together
-                ctx.set(array.heads[lane], int(act[i % inner, lane]))
+            set_heads(ctx, i + 1)
             for p in range(rows * cols):
                 ctx.set(array.weights[p], int(w[i % inner, p]))
             await ctx.tick()

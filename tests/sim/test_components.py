@@ -17,6 +17,7 @@ def test_pe_array_gemm_tiles_equal_numpy(sim_root):
     array = PEArray(rows, cols, act_bits=9, weight_bits=3, acc_bits=16, lanes=lanes,
                     routes=[route], granules=[g], max_writes=rows * cols // g)
     spec = {"component": "pe_array", "route": route, "granule": g,
+            "head_lead": PEArray.head_latency - PEArray.latency,
             "bits": {"act": 9, "weight": 3, "acc": 16},
             "act": rng.integers(-256, 256, (4, inner, lanes)).tolist(),
             "weights": rng.integers(-3, 4, (4, inner, rows * cols)).tolist()}
