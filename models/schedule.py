@@ -42,9 +42,9 @@ ROW_LATENCY = 2
 #: registers, the PE's term, product and accumulator registers).
 MAC_LATENCY = 8
 #: Cycles from the last granule leaving the drain register until its write has reached the
-#: buffer (the bias ROM's register, bias, the multiply's four adder levels, round and shift,
-#: clamp, placement, the write port's register).
-DRAIN_LATENCY = 10
+#: buffer (the bias address's two copies and the bias ROM's register, bias, the multiply's
+#: four adder levels, round and shift, clamp, placement, the write port's register).
+DRAIN_LATENCY = 11
 
 
 def argmax_cycles(classes: int) -> int:

@@ -245,28 +245,24 @@ class Accelerator(wiring.Component):
         dr_left_next = Signal.like(dr_left)
         m.d.comb += dr_left_next.eq(dr_left)
         m.d.sync += dr_left.eq(dr_left_next)
-        # The bias slices take their address a cycle ahead (bias_index_next), through two
-        # registers each: the address crosses the chip to the 40 lanes in two cycles.
-        bias_index_next = Signal.like(bias_index)
-        m.d.comb += bias_index_next.eq(bias_index)
-        m.d.sync += bias_index.eq(bias_index_next)
         with m.If(draining):
             m.d.comb += dr_left_next.eq(dr_left - 1)
             m.d.sync += granule.eq(granule + 1)
             with m.If(has_bias):
-                m.d.comb += bias_index_next.eq(bias_index + 1)
+                m.d.sync += bias_index.eq(bias_index + 1)
         # the writes of a finished tile travel with its first-operand marker to the drain
         writes = delayed(m, snap_writes, WEIGHT_LATENCY + PEArray.latency + PE.latency - 1,
                          "writes")
         with m.If(array.result):
             m.d.comb += dr_left_next.eq(writes)
         wt = write_table.read_port()
-        m.d.comb += [wt.addr.eq(granule)] + [rom.addr.eq(bias_index_next) for rom in bias_roms]
-        # The granule's sums wait a cycle for their biases: each lane's bias slice is looked
-        # up from its address register into a register, as the write table's output goes
-        # into its block RAM's register.
-        values = [delayed(m, array.granule[e], 2, f"value{e}_") for e in range(G)]
-        drain_valid = delayed(m, draining, 2, "drain")
+        # The granule's sums wait two cycles for their biases: the bias address crosses the
+        # chip to each lane's slice through two registers, and the slice is looked up from
+        # them into a register; the write table is read a cycle later to match.
+        m.d.comb += [wt.addr.eq(delayed(m, granule, 1, "granule_d"))]
+        m.d.comb += [rom.addr.eq(bias_index) for rom in bias_roms]
+        values = [delayed(m, array.granule[e], 3, f"value{e}_") for e in range(G)]
+        drain_valid = delayed(m, draining, 3, "drain")
         for e, (rq, rom) in enumerate(zip(requant, bias_roms)):
             bias = delayed(m, rom.data, 1, f"bias{e}_", reset_less=True)
             m.d.comb += [rq.value.eq(values[e]), rq.bias.eq(bias),
@@ -326,8 +322,7 @@ class Accelerator(wiring.Component):
             with m.Case(idle):
                 with m.If(self.start):
                     enter(prologue, entries[0]["prologue_last"])
-                    m.d.sync += [t3.eq(3), granule.eq(0)]
-                    m.d.comb += bias_index_next.eq(0)
+                    m.d.sync += [t3.eq(3), granule.eq(0), bias_index.eq(0)]
                     m.d.sync += [reg.eq(tile_layout.const(entries[k]))
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]
