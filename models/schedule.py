@@ -38,9 +38,10 @@ __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_or
 #: read, then the register beside it (a block RAM's output is slow).
 ROW_LATENCY = 2
 #: Cycles from a tile boundary until the finished tile is in the drain register (the weight
-#: ROM slices' two address registers, the weight ROM's read, the PE array's two input
-#: registers, the PE's term, product and accumulator registers).
-MAC_LATENCY = 8
+#: ROM slices' three address registers, the weight ROM's read, the PE array's two input
+#: registers, the PE's term, product and accumulator registers; the activation lanes' three
+#: input registers run beside the first three).
+MAC_LATENCY = 9
 #: Cycles from the last granule leaving the drain register until its write has reached the
 #: buffer (the bias address's two copies and the bias ROM's register, bias, the multiply's
 #: four adder levels, round and shift, clamp, placement, the write port's register).

@@ -24,8 +24,8 @@ __all__ = ["Accelerator"]
 # (counting from 0, as the schedule's cycle model does).
 EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
 #: Cycles from the weight address register to the weight word at the array: the ROM slices'
-#: two address registers (the first can sit halfway), then their read.
-WEIGHT_LATENCY = 3
+#: three address registers (a wire across the chip gets three cycles), then their read.
+WEIGHT_LATENCY = 4
 
 
 class Accelerator(wiring.Component):
@@ -90,7 +90,7 @@ class Accelerator(wiring.Component):
         # The weight ROM in slices, one per PE row, and the bias ROM in one per requantizer
         # lane, each beside its user with its own copy of the address.
         C = self.cols
-        weight_roms = [LocalRom(unsigned(C * p.weight_bits), block=True, address_registers=2,
+        weight_roms = [LocalRom(unsigned(C * p.weight_bits), block=True, address_registers=3,
                                 init=[pack(w[r * C:(r + 1) * C], p.weight_bits)
                                       for w in p.weight_words]) for r in range(self.rows)]
         wt_layout = data.StructLayout({"row": unsigned(p.row_bits),

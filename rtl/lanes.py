@@ -25,9 +25,9 @@ class ActivationLanes(wiring.Component):
     moves every active lane on by one element. ``heads`` is each lane's front element (the PE
     array routes and registers it, in step with the weight ROM's registered read).
 
-    Every input is registered twice first, so all of it takes effect two cycles later
-    (``latency``): the row once for all lanes and then once per ``ROW_COPY_LANES`` lanes
-    (a :class:`Replica`), the controls once per lane and then once per
+    Every input is registered three times first, so all of it takes effect three cycles
+    later (``latency``): the row twice for all lanes and then once per ``ROW_COPY_LANES``
+    lanes, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and then once per
     span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
     net spans the whole lane array or a long lane.
 
@@ -74,15 +74,20 @@ class ActivationLanes(wiring.Component):
             "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
         })
 
-    latency = 2
+    latency = 3
     """Cycles from an input to its effect on the registers."""
 
     def elaborate(self, platform):
         m = Module()
-        # the row once for all lanes, then a copy per group of ROW_COPY_LANES lanes
+        # the row twice for all lanes, then a copy per group of ROW_COPY_LANES lanes; the
+        # controls once per group, once per lane and once per span of the lane
         row_1 = delayed(m, self.row, self.latency - 1, "row_d")
-        copies = {}
+        copies, group_ctl = {}, {}
         for first_lane in range(0, len(self._widths), ROW_COPY_LANES):
+            ctl = m.submodules[f"{REPLICA_PREFIX}_ctl{first_lane}"] = Replica(
+                {"row_en": 1, "row_lane": self.row_lane.shape(), "swap": 1, "step": 1})
+            m.d.comb += [ctl.inp.row_en.eq(self.row_en), ctl.inp.row_lane.eq(self.row_lane),
+                         ctl.inp.swap.eq(self.swap), ctl.inp.step.eq(self.step)]
             group = self._widths[first_lane:first_lane + ROW_COPY_LANES]
             width = [max(w[e] for w in group if e < len(w))
                      for e in range(max(len(w) for w in group))]
@@ -91,13 +96,14 @@ class ActivationLanes(wiring.Component):
             m.d.comb += [copy.inp[f"e{e}"].eq(row_1[e][:b].as_signed())
                          for e, b in enumerate(width)]
             for lane in range(first_lane, first_lane + len(group)):
-                copies[lane] = copy.out
+                copies[lane], group_ctl[lane] = copy.out, ctl.out
         for lane, widths in enumerate(self._widths):
             # the lane's copy of its controls, then a copy of that per span of elements
             own = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
                 {"load": 1, "swap": 1, "step": 1})
-            m.d.comb += [own.inp.load.eq(self.row_en & (self.row_lane == lane)),
-                         own.inp.swap.eq(self.swap), own.inp.step.eq(self.step)]
+            g = group_ctl[lane]
+            m.d.comb += [own.inp.load.eq(g.row_en & (g.row_lane == lane)),
+                         own.inp.swap.eq(g.swap), own.inp.step.eq(g.step)]
             shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
             active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]
             active.append(None)  # the last element has no next one
