@@ -63,6 +63,11 @@ def _resources(f: dict, at: str = "Fmax") -> list[tuple[str, str]]:
         rows.append(("Fmax (post-route)", f"{f['fmax_mhz']:.1f} MHz, target {f['clock_mhz']:g} "
                                           f"MHz: {'met' if f['timing_met'] else 'MISSED'}"))
         rows.append(("latency", f"{f['cycles']:,} cycles = {f['latency_us']:.2f} us at {at}"))
+        if f.get("late_endpoints"):
+            rows.append(("late endpoints", f"{f['late_endpoints']:,} of {f['endpoints']:,} "
+                                           f"arrive after {1000 / f['clock_mhz']:.2f} ns"))
+            rows += [(f"  {n['arrival_ns']:.2f} ns", f"{n['net']} ({n['late_endpoints']:,})")
+                     for n in f["slowest_nets"][:5]]
     else:
         rows.append(("Fmax", "not placed and routed (ECP5 only)"))
     if f.get("reused"):

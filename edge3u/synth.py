@@ -17,6 +17,7 @@ from pathlib import Path
 from edge3u.bram_fold import fold_netlist_file
 from edge3u.rtl.replica import REPLICA_PREFIX
 from edge3u.runs import RunError, write_json
+from edge3u.slow_nets import slow_nets
 from edge3u.tools import ToolError, run_logged, yowasp, yowasp_compiled
 
 __all__ = ["TARGETS", "DEVICES", "Device", "yosys_script", "cell_resources", "final_fmax",
@@ -24,7 +25,7 @@ __all__ = ["TARGETS", "DEVICES", "Device", "yosys_script", "cell_resources", "fi
 
 SYNTH_DIR = "synth"
 TARGETS = ("ecp5", "ice40", "xilinx")
-FLOW_VERSION = 6  # part of the cache key: bump when the scripts or the parsing change
+FLOW_VERSION = 7  # part of the cache key: bump when the scripts or the parsing change
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ def _place_and_route(out: Path, clock_mhz: float, lpf: Path | None, seed: int,
                      quiet: bool, placer: str) -> dict:
     command = [yowasp("nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6",
                "--json", "netlist.json", "--freq", f"{clock_mhz:g}", "--seed", str(seed),
-               "--report", "pnr_report.json", "--timing-allow-fail", *NEXTPNR_FLOWS[placer]]
+               "--report", "pnr_report.json", "--detailed-timing-report", "--timing-allow-fail",
+               *NEXTPNR_FLOWS[placer]]
     if lpf is None:
         command.append("--out-of-context")
     else:
@@ -226,7 +228,7 @@ def _place_and_route(out: Path, clock_mhz: float, lpf: Path | None, seed: int,
     used = {kind: u["used"] for kind, u in report.get("utilization", {}).items() if u["used"]}
     worst = min(fmax.values())
     return {"fmax_mhz": worst, "fmax_by_clock": fmax, "timing_met": worst >= clock_mhz,
-            "placer": placer,
+            "placer": placer, **slow_nets(report, clock_mhz),
             "placed": used, "pnr_seconds": round(time.monotonic() - started, 1)}
 
 

@@ -1,6 +1,8 @@
 """Synthesis: the report parsing against known answers, and real yosys/nextpnr runs on a small
 accelerator for every target (the ECP5 one placed and routed)."""
 
+import json
+
 import pytest
 from amaranth.back import verilog
 
@@ -8,6 +10,7 @@ from edge3u.models.random_network import random_design
 from edge3u.rtl.program import build_program
 from edge3u.rtl.top import Top
 from edge3u.runs import RunError
+from edge3u.slow_nets import slow_nets
 from edge3u.synth import cell_resources, final_fmax, synthesize, yosys_script
 
 NEXTPNR_LOG = """
@@ -79,6 +82,10 @@ def test_the_static_placer_places_and_routes_with_router2(small_verilog):
     log = (out / "nextpnr.log").read_text()
     assert figures["placer"] == "static" and 20 < figures["fmax_mhz"] < 500
     assert "Running Static placer" in log and "Running router2" in log
+    # the latest arrival is nextpnr's critical path: one period of its Fmax (less setup)
+    report = json.loads((out / "pnr_report.json").read_text())
+    worst = slow_nets(report, 4 * figures["fmax_mhz"])["slowest_nets"][0]["arrival_ns"]
+    assert 0.8 < worst * figures["fmax_mhz"] / 1000 <= 1.0
 
 
 def test_an_unknown_placer_is_refused_before_yosys_runs(tmp_path):
