@@ -77,7 +77,8 @@ def main() -> None:
     }
     times = time_fwd_bwd(layers, x, args.repeats)
     print(f"fc1 {fc1.in_features}->{fc1.out_features}, batch {args.batch}, ranks {list(ranks)} "
-          f"({source}), {torch.get_num_threads()} threads, median of {args.repeats} interleaved rounds")
+          f"({source}), {torch.get_num_threads()} threads, "
+          f"median of {args.repeats} interleaved rounds")
     print(f"{'layer':<18}{'fwd+bwd ms':>12}{'params':>10}")
     for name, layer in layers.items():
         params = sum(p.numel() for p in layer.parameters())

@@ -259,8 +259,8 @@ class Accelerator(wiring.Component):
         # The granule's sums wait two cycles for their biases: the bias address crosses the
         # chip to each lane's slice through two registers, and the slice is looked up from
         # them into a register; the write table is read a cycle later to match.
-        m.d.comb += [wt.addr.eq(delayed(m, granule, 1, "granule_d"))]
-        m.d.comb += [rom.addr.eq(bias_index) for rom in bias_roms]
+        m.d.comb += [wt.addr.eq(delayed(m, granule, 1, "granule_d"))] + [
+            rom.addr.eq(bias_index) for rom in bias_roms]
         values = [delayed(m, array.granule[e], 3, f"value{e}_") for e in range(G)]
         drain_valid = delayed(m, draining, 3, "drain")
         for e, (rq, rom) in enumerate(zip(requant, bias_roms)):

@@ -4,11 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from edge3u.train.quantizers import (UL2Q_STEP, WEIGHT_FORMATS, LSQActivation, LSQWeight,
-                                     MaxObserverActivation, MinMaxWeight, UL2QWeight,
-                                     WeightFormat, gaussian_mse, gaussian_optimal_step,
-                                     keep_scales_positive, make_activation_quantizer,
-                                     make_weight_quantizer, ul2q_scale, MIN_LEARNED_SCALE)
+from edge3u.train.quantizers import (MIN_LEARNED_SCALE, UL2Q_STEP, WEIGHT_FORMATS,
+                                     LSQActivation, LSQWeight, MaxObserverActivation,
+                                     MinMaxWeight, UL2QWeight, WeightFormat, gaussian_mse,
+                                     gaussian_optimal_step, keep_scales_positive,
+                                     make_activation_quantizer, make_weight_quantizer,
+                                     ul2q_scale)
 
 TERNARY = WeightFormat("ternary")
 
