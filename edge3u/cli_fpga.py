@@ -24,6 +24,10 @@ def add_fpga_commands(sub, common) -> None:
     synth.add_argument("--placer", choices=PLACERS, default="auto",
                        help="nextpnr's placer, ECP5: heap (with router1) or static (with "
                             "router2); auto (default) takes static above half the part's LUTs")
+    synth.add_argument("--seed", type=int, default=1,
+                       help="nextpnr's random seed (default 1): the placement of a large "
+                            "design, and with it the Fmax, moves by several MHz from seed "
+                            "to seed")
     synth.add_argument("--quiet", action="store_true", help="no progress output")
 
     build = sub.add_parser("build", help="a bitstream of the board top (the accelerator behind "
@@ -79,7 +83,7 @@ def _synth(args) -> int:
     from edge3u.synth import SYNTH_DIR, synth_run
 
     f = synth_run(args.run, args.target, dsp=not args.no_dsp, quiet=args.quiet,
-                  placer=args.placer)
+                  placer=args.placer, seed=args.seed)
     _rows(_resources(f) + [("fits the device", "yes" if f["fits"] else "NO"),
                            ("written", str(Path(args.run) / SYNTH_DIR / args.target))])
     if args.json:

@@ -52,6 +52,8 @@ DEVICES = {
 NEXTPNR_FLOWS = {"heap": ("--placer", "heap", "--router", "router1"),
                  "static": ("--placer", "static", "--router", "router2")}
 PLACERS = ("auto", *NEXTPNR_FLOWS)
+#: nextpnr's seeds are ints; the placement of a large design, and so its Fmax, moves with it.
+MAX_SEED = 2**31 - 1
 BIG_DESIGN = 0.5
 
 _SYNTH = {"ecp5": "synth_ecp5", "ice40": "synth_ice40",
@@ -151,13 +153,17 @@ def synthesize(verilog: Path, out: Path, *, target: str, top: str, clock_mhz: fl
                quiet: bool = False, placer: str = "auto") -> dict:
     """Synthesize ``verilog`` (top ``top``) into ``out``; for ECP5 (unless ``place`` is off)
     also place and route on the 85F for ``clock_mhz``, with the board's ``lpf`` pins or out
-    of context (no pins) without one. ``placer`` is nextpnr's placer (:data:`PLACERS`).
-    Returns the figures, also ``out/synth.json``; when the Verilog and options are unchanged
-    since the last call, the figures saved then."""
+    of context (no pins) without one. ``placer`` is nextpnr's placer (:data:`PLACERS`) and
+    ``seed`` its random seed (1 .. :data:`MAX_SEED`). Returns the figures, also
+    ``out/synth.json``; when the Verilog and options are unchanged since the last call, the
+    figures saved then."""
     if target not in TARGETS:
         raise RunError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
     if placer not in PLACERS:
         raise RunError(f"unknown placer {placer!r}; valid: {', '.join(PLACERS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 1 <= seed <= MAX_SEED:
+        raise RunError(f"the place-and-route seed must be an integer in 1 .. {MAX_SEED}, "
+                       f"not {seed!r}")
     text = verilog.read_text()
     place = place and target == "ecp5"
     key = _key(text + (lpf.read_text() if lpf else ""), target=target, top=top, dsp=dsp,
@@ -228,12 +234,12 @@ def _place_and_route(out: Path, clock_mhz: float, lpf: Path | None, seed: int,
     used = {kind: u["used"] for kind, u in report.get("utilization", {}).items() if u["used"]}
     worst = min(fmax.values())
     return {"fmax_mhz": worst, "fmax_by_clock": fmax, "timing_met": worst >= clock_mhz,
-            "placer": placer, **slow_nets(report, clock_mhz),
+            "placer": placer, "seed": seed, **slow_nets(report, clock_mhz),
             "placed": used, "pnr_seconds": round(time.monotonic() - started, 1)}
 
 
 def synth_run(run: str | Path, target: str, *, dsp: bool = True, place: bool = True,
-              quiet: bool = False, placer: str = "auto") -> dict:
+              quiet: bool = False, placer: str = "auto", seed: int = 1) -> dict:
     """``edge3u synth``: synthesize ``RUN/rtl/edge3u_top.v`` (ECP5: also place and route out
     of context); adds ``cycles`` and ``latency_us`` (cycles / Fmax) from the RTL summary."""
     from edge3u.rtl.elaborate import RTL_DIR, TOP
@@ -248,7 +254,7 @@ def synth_run(run: str | Path, target: str, *, dsp: bool = True, place: bool = T
     summary = json.loads(summary_path.read_text())
     figures = synthesize(verilog, run / SYNTH_DIR / target, target=target, top=TOP,
                          clock_mhz=summary["clock_mhz"], dsp=dsp, place=place, quiet=quiet,
-                         placer=placer)
+                         placer=placer, seed=seed)
     figures["cycles"] = summary["model_cycles"]
     fmax = figures["fmax_mhz"]
     figures["latency_us"] = figures["cycles"] / fmax if fmax else None

@@ -78,9 +78,10 @@ def test_real_synthesis_reports_resources(small_verilog, target):
 def test_the_static_placer_places_and_routes_with_router2(small_verilog):
     out = small_verilog.parent / "ecp5-static"
     figures = synthesize(small_verilog, out, target="ecp5", top="edge3u_top", clock_mhz=100,
-                         quiet=True, placer="static")
+                         quiet=True, placer="static", seed=2)
     log = (out / "nextpnr.log").read_text()
     assert figures["placer"] == "static" and 20 < figures["fmax_mhz"] < 500
+    assert figures["seed"] == 2
     assert "Running Static placer" in log and "Running router2" in log
     # the latest arrival is nextpnr's critical path: one period of its Fmax (less setup)
     report = json.loads((out / "pnr_report.json").read_text())
@@ -92,4 +93,13 @@ def test_an_unknown_placer_is_refused_before_yosys_runs(tmp_path):
     with pytest.raises(RunError, match="unknown placer 'annealing'; valid: auto, heap, static"):
         synthesize(tmp_path / "missing.v", tmp_path / "out", target="ecp5", top="edge3u_top",
                    clock_mhz=100, placer="annealing")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", [0, -3, 2**31, 1.5, True, "7"])
+def test_a_bad_seed_is_refused_before_yosys_runs(tmp_path, seed):
+    with pytest.raises(RunError, match=rf"seed must be an integer in 1 \.\. 2147483647, "
+                                       rf"not {seed!r}"):
+        synthesize(tmp_path / "missing.v", tmp_path / "out", target="ecp5", top="edge3u_top",
+                   clock_mhz=100, seed=seed)
     assert not (tmp_path / "out").exists()
