@@ -198,14 +198,10 @@ class Accelerator(wiring.Component):
             m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
 
         m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
-        # The row's elements by stage: the words registered once more (the lanes take a row
-        # a cycle after its row_en), then one level of logic before the lanes' row register.
-        row_lag = ActivationLanes.latency - ActivationLanes.row_latency
-        held = [delayed(m, w, row_lag, f"row_word{i}_held", reset_less=True)
-                for i, w in enumerate(words)]
+        # the row's elements by stage: one level of logic before the lanes' row register
         elements = [[] for _ in range(max(s.inner for s in p.stages))]
         for j, s in enumerate(p.stages):
-            bits, word = s.in_bits, held[s.src]
+            bits, word = s.in_bits, words[s.src]
             for e in range(s.inner):
                 raw = word[e * bits:(e + 1) * bits]
                 value = raw.as_signed() if s.in_signed else raw
@@ -308,33 +304,24 @@ class Accelerator(wiring.Component):
         winner = argmax_tree(m, [self.logits[c] for c in range(p.classes)], A)
         m.d.sync += self.done.eq(0)
 
-        # The lanes swap in the last cycle of a prologue, and of a window that the next tile
-        # of its stage follows: the cycle a window is entered. `swap` is a register, set a
-        # cycle ahead from the same decisions as phase_end, so the net that crosses to the
-        # lanes starts at a flip-flop.
-        swap = Signal()
-        m.d.comb += lanes.swap.eq(swap)
-        m.d.sync += swap.eq(0)
-
-        def enter(next_state, last, swaps_at_end=0):
+        def enter(next_state, last):
             m.d.sync += [state.eq(next_state), count.eq(0), phase_left.eq(last),
-                         phase_end.eq(last == 0), swap.eq((last == 0) & swaps_at_end)]
+                         phase_end.eq(last == 0)]
 
         def enter_window(tile, following, prev_writes):
-            enter(win, tile.window_last, ~tile.stage_end)
+            enter(win, tile.window_last)
             m.d.sync += [snap_writes.eq(prev_writes), weight_addr.eq(tile.weight_base)]
+            m.d.comb += lanes.swap.eq(1)
             with m.If(~tile.stage_end):  # the following tile is of this stage: read its rows
                 arm_reader(following)
 
         with m.If(state != idle):  # count the phase down (a state change below overrides)
             m.d.sync += [count.eq(count + 1), phase_left.eq(phase_left - 1),
-                         phase_end.eq(phase_left == 1),
-                         swap.eq((phase_left == 1) & ((state == prologue) | (
-                             (state == win) & ~cur_e.stage_end)))]
+                         phase_end.eq(phase_left == 1)]
         with m.Switch(state):
             with m.Case(idle):
                 with m.If(self.start):
-                    enter(prologue, entries[0]["prologue_last"], 1)
+                    enter(prologue, entries[0]["prologue_last"])
                     m.d.sync += [t3.eq(3), granule.eq(0), bias_index.eq(0)]
                     m.d.sync += [reg.eq(tile_layout.const(entries[k]))
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
@@ -358,7 +345,7 @@ class Accelerator(wiring.Component):
                     with m.If(cur_e.network_end):
                         enter(argmax, argmax_cycles(p.classes) - 1)
                     with m.Else():
-                        enter(prologue, nxt_e.prologue_last, 1)
+                        enter(prologue, nxt_e.prologue_last)
                         next_tile()
                         arm_reader(nxt_e)
             with m.Case(argmax):  # the comparison tree's levels are registers

@@ -25,13 +25,11 @@ class ActivationLanes(wiring.Component):
     moves every active lane on by one element. ``heads`` is each lane's front element (the PE
     array routes and registers it, in step with the weight ROM's registered read).
 
-    Every control is registered three times first, so it takes effect three cycles later
-    (``latency``): once per ``ROW_COPY_LANES`` lanes, once per lane and then once per span of
-    ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control net
-    spans the whole lane array or a long lane. The row is registered twice (``row_latency``):
-    once for all lanes, then once per ``ROW_COPY_LANES`` lanes. So a row is given a cycle
-    after the ``row_en`` that loads it, which leaves its source a cycle to register it
-    beside the block RAM it comes from.
+    Every input is registered three times first, so all of it takes effect three cycles
+    later (``latency``): the row twice for all lanes and then once per ``ROW_COPY_LANES``
+    lanes, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and then once per
+    span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
+    net spans the whole lane array or a long lane.
 
     Parameters
     ----------
@@ -77,17 +75,13 @@ class ActivationLanes(wiring.Component):
         })
 
     latency = 3
-    """Cycles from a control (``row_en``, ``row_lane``, ``swap``, ``step``) to its effect on
-    the registers."""
-
-    row_latency = 2
-    """Cycles from ``row`` to the registers it is loaded into."""
+    """Cycles from an input to its effect on the registers."""
 
     def elaborate(self, platform):
         m = Module()
-        # the row once for all lanes, then a copy per group of ROW_COPY_LANES lanes; the
+        # the row twice for all lanes, then a copy per group of ROW_COPY_LANES lanes; the
         # controls once per group, once per lane and once per span of the lane
-        row_1 = delayed(m, self.row, self.row_latency - 1, "row_d")
+        row_1 = delayed(m, self.row, self.latency - 1, "row_d")
         copies, group_ctl = {}, {}
         for first_lane in range(0, len(self._widths), ROW_COPY_LANES):
             ctl = m.submodules[f"{REPLICA_PREFIX}_ctl{first_lane}"] = Replica(

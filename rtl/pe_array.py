@@ -11,9 +11,6 @@ from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["PEArray"]
 
-#: PE rows that share one copy of the heads on the way to each row's own copy.
-HEAD_GROUP_ROWS = 4
-
 
 class PEArray(wiring.Component):
     """``rows * cols`` output-stationary PEs.
@@ -30,13 +27,13 @@ class PEArray(wiring.Component):
     multiplexers only have the paths some stage uses.
 
     Every input is registered twice on the way in (``latency``), and ``heads`` three times
-    (``head_latency``: a copy per ``HEAD_GROUP_ROWS`` PE rows, a copy per row, then routed
-    to the PE), so heads given a cycle before the weights they multiply meet them at the PE;
-    the controls are copied per PE row in :class:`Replica` modules, so no control net spans
-    the array. ``result`` and ``granule`` are therefore two cycles later than they would be
-    without the input registers. The controls reach each PE through a tree of copies, a
-    row's then the PE's own; the stage three registers deep (it changes at least four
-    cycles before the first operands of its stage reach the PEs' routing).
+    (``head_latency``: a copy per PE row, two deep, then routed to the PE), so heads given a
+    cycle before the weights they multiply meet them at the PE; the controls are copied per
+    PE row in :class:`Replica` modules, so no control net spans the array. ``result`` and
+    ``granule`` are therefore two cycles later than they would be without the input
+    registers. The controls reach each PE through a tree of copies, a row's then the PE's
+    own; the stage three registers deep (it changes at least four cycles before the first
+    operands of its stage reach the PEs' routing).
 
     Parameters
     ----------
@@ -112,7 +109,7 @@ class PEArray(wiring.Component):
     reaches a PE: one beside its source (a block RAM's output is slow), one beside the PE."""
 
     head_latency = 3
-    """Cycles ``heads`` spend in the array: the row group's copy, the row's, then the PE's
+    """Cycles ``heads`` spend in the array: the PE row's copy, two deep, then the PE's
     routing register."""
 
     def elaborate(self, platform):
@@ -137,31 +134,21 @@ class PEArray(wiring.Component):
             row_ops.append(ops.out)
             row_stage.append(st.out.stage)
             advance_ahead.append(self._drain_count(m, r, ops.out.first, ops.out.writes))
-        # The heads reach the PE rows through a tree of copies: one per group of
-        # HEAD_GROUP_ROWS rows, then one per row, so no head net fans out across the chip.
-        used = [sorted({route[p] for route in self._routes
-                        for p in range(r * self.cols, (r + 1) * self.cols) if route[p] >= 0})
-                for r in range(self.rows)]
-        widths = [max(pe_bits[r * self.cols:(r + 1) * self.cols]) for r in range(self.rows)]
+        # Every PE row takes its own copy of the heads of the lanes its PEs read, two
+        # registers deep, so a head crosses the chip to a row in two cycles.
         row_heads = []
-        for first_row in range(0, self.rows, HEAD_GROUP_ROWS):
-            group = range(first_row, min(first_row + HEAD_GROUP_ROWS, self.rows))
-            lanes = sorted({lane for r in group for lane in used[r]})
-            width = max(widths[r] for r in group)
-            if lanes:
-                shared = m.submodules[f"{REPLICA_PREFIX}_heads{first_row}"] = Replica(
-                    {f"lane{lane}": signed(width) for lane in lanes})
-                m.d.comb += [shared.inp[f"lane{lane}"].eq(self.heads[lane][:width].as_signed())
-                             for lane in lanes]
-            for r in group:
-                if not used[r]:
-                    row_heads.append({})
-                    continue
-                heads = m.submodules[f"{REPLICA_PREFIX}{r}_heads"] = Replica(
-                    {f"lane{lane}": signed(widths[r]) for lane in used[r]})
-                m.d.comb += [heads.inp[f"lane{lane}"].eq(
-                    shared.out[f"lane{lane}"][:widths[r]].as_signed()) for lane in used[r]]
-                row_heads.append(heads.out)
+        for r in range(self.rows):
+            used = sorted({route[p] for route in self._routes
+                           for p in range(r * self.cols, (r + 1) * self.cols) if route[p] >= 0})
+            if not used:
+                row_heads.append({})
+                continue
+            width = max(pe_bits[r * self.cols:(r + 1) * self.cols])
+            heads = m.submodules[f"{REPLICA_PREFIX}{r}_heads"] = Replica(
+                {f"lane{lane}": signed(width) for lane in used}, depth=self.head_latency - 1)
+            m.d.comb += [heads.inp[f"lane{lane}"].eq(self.heads[lane][:width].as_signed())
+                         for lane in used]
+            row_heads.append(heads.out)
         drain = [Signal(signed(acc_bits), name=f"drain{p}") for p in range(self.pes)]
         ctl = []
         for p, pe in enumerate(pes):

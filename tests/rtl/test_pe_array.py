@@ -8,7 +8,7 @@ from simulate import run
 @pytest.mark.parametrize("lane_bits", [None, (9, 4, 9, 3)])
 def test_gemm_tile_equals_numpy_and_drains_granule_by_granule(lane_bits):
     rng = np.random.default_rng(1)
-    rows, cols, lanes, inner, g = 6, 5, 4, 7, 5  # two groups of head copies
+    rows, cols, lanes, inner, g = 3, 5, 4, 7, 5
     route = [p % lanes for p in range(rows * cols)]
     array = PEArray(rows, cols, act_bits=9, weight_bits=3, acc_bits=16, lanes=lanes,
                     routes=[route, [-1] * (rows * cols)], granules=[g, 1], lane_bits=lane_bits,
