@@ -26,8 +26,8 @@ def add_fpga_commands(sub, common) -> None:
                             "router2); auto (default) takes static above half the part's LUTs")
     synth.add_argument("--seed", type=int, default=1,
                        help="nextpnr's random seed (default 1): the placement of a large "
-                            "design, and with it the Fmax, moves from seed to seed (the "
-                            "default design: 82-88 MHz, and a seed that does not route)")
+                            "design, and with it the Fmax, moves from seed to seed, and some "
+                            "seeds do not route (figures in docs/fpga.md)")
     synth.add_argument("--quiet", action="store_true", help="no progress output")
 
     build = sub.add_parser("build", help="a bitstream of the board top (the accelerator behind "
