@@ -305,6 +305,9 @@ def choose_order(in_modes, out_modes, ranks,
     return best[1]
 
 
+_fewest_macs_order = lru_cache(maxsize=1024)(choose_order)
+
+
 # --------------------------------------------------------------------------- cores
 
 def tt_ranks(cores) -> tuple[int, ...]:
@@ -799,10 +802,27 @@ def _plan_batch(batch: int) -> int:
     return max(64, 1 << (batch - 1).bit_length())
 
 
-@lru_cache(maxsize=1024)
 def _fused_plan(shapes: tuple, order: Order, batch: int, need_dx: bool, train: bool):
-    """The cheapest ``(layout, groups)`` for :class:`_TTFused` at this batch size, by the cost
-    model above.
+    """The cheapest ``(layout, groups, two_stage)`` for :class:`_TTFused` at this batch size,
+    by the cost model above."""
+    return _costed_fused_plan(shapes, order, batch, need_dx, train)[1:]
+
+
+@lru_cache(maxsize=1024)
+def fastest_order(shapes: tuple, batch: int, need_dx: bool, train: bool) -> Order:
+    """The contraction order whose fused plan the cost model above finds fastest for cores of
+    these ``shapes`` at this batch size (``need_dx``: the input needs a gradient; ``train``: a
+    backward pass follows). For floating-point layers without a ``between`` hook, where the
+    order changes nothing but the rounding and the time."""
+    batch = _plan_batch(batch)
+    return min(valid_orders(len(shapes)),
+               key=lambda o: _costed_fused_plan(shapes, o, batch, need_dx, train)[0])
+
+
+@lru_cache(maxsize=1024)
+def _costed_fused_plan(shapes: tuple, order: Order, batch: int, need_dx: bool, train: bool):
+    """``(cost, layout, groups, two_stage)``: the cheapest plan for :class:`_TTFused` at this
+    batch size, by the cost model above, with its cost.
 
     A dynamic programme over the contraction order: each stage contracts the next group of
     consecutive entries of ``order`` that form an interval of cores, with the merged core of
@@ -859,7 +879,7 @@ def _fused_plan(shapes: tuple, order: Order, batch: int, need_dx: bool, train: b
         a, b = min(order[j:i]), max(order[j:i])
         stages_.append(_Group(shapes, a, b, *_group_stage(n, m, r, lo, hi, a, b)))
         lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
-    return lay, tuple(stages_), two_stage
+    return best[0], lay, tuple(stages_), two_stage
 
 
 def _two_stage_ns(n_left, n_right, m_left, m_right, rank, batch):
@@ -905,9 +925,11 @@ def tt_matvec(x: torch.Tensor, cores: Sequence[torch.Tensor], order=None, *,
         ``(B, N)`` or ``(N,)`` with ``N = prod(n_k)``.
     cores : sequence of torch.Tensor
         Core ``k`` has shape ``(r_{k-1}, n_k, m_k, r_k)``; same dtype and device as ``x``.
-    order : sequence of int, optional
+    order : sequence of int or "fastest", optional
         Contraction order (see :func:`valid_orders`); default right-to-left. All orders give
-        the same result up to rounding.
+        the same result up to rounding. ``"fastest"``: the order whose fused plan the cost
+        model finds fastest (:func:`fastest_order`) when the whole product is one Function,
+        else the order with the fewest MACs.
     return_stages : bool, default False
         Also return the intermediate after each stage.
     between : callable, optional
@@ -930,8 +952,12 @@ def tt_matvec(x: torch.Tensor, cores: Sequence[torch.Tensor], order=None, *,
     shapes = tuple(tuple(c.shape) for c in cores)
     ranks, n, m = _shape_info(shapes)
     d = len(cores)
-    if order is None:
-        order = right_to_left(d)
+    fastest = isinstance(order, str)
+    if fastest and order != "fastest":
+        raise ValueError(f'contraction order {order!r} is not valid: give a sequence of core '
+                         f'indices (see valid_orders({d})) or "fastest"')
+    if order is None or fastest:
+        order = _fewest_macs_order(n, m, ranks) if fastest else right_to_left(d)
     elif type(order) is tuple and all(type(k) is int for k in order):
         order = _check_order_tuple(order, d)
     else:
@@ -956,6 +982,8 @@ def tt_matvec(x: torch.Tensor, cores: Sequence[torch.Tensor], order=None, *,
     x2 = x.reshape(1, big_n) if vec else x
     if between is None:
         train = torch.is_grad_enabled() and (x.requires_grad or any(c.requires_grad for c in cores))
+        if fastest:
+            order = fastest_order(shapes, batch, x.requires_grad, train)
         lay, groups, two_stage = _fused_plan(shapes, order, _plan_batch(batch), x.requires_grad,
                                              train)
         y = _TTFused.apply(x2, (lay, batch, groups, two_stage), *cores)

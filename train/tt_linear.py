@@ -100,8 +100,13 @@ class TTLinear(nn.Module):
         return tt.tt_ranks(list(self.cores))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = tt.tt_matvec(x, list(self.cores), self.order, between=self.between) * self.scale
-        return y if self.bias is None else y + self.bias
+        """``self.order`` is the order low-precision training (a ``between`` hook) contracts in;
+        without a hook the order only changes the rounding, and the fastest one is taken."""
+        if self.between is not None:
+            y = tt.tt_matvec(x, list(self.cores), self.order, between=self.between) * self.scale
+            return y if self.bias is None else y + self.bias
+        y = tt.tt_matvec(x, list(self.cores), "fastest")
+        return y * self.scale if self.bias is None else torch.add(self.bias, y, alpha=self.scale)
 
     def dense_weight(self) -> torch.Tensor:
         """``W`` as an ``(out_features, in_features)`` matrix (for checks and baselines)."""

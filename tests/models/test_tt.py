@@ -824,3 +824,43 @@ def test_fast_paths_reject_double_backward():
                                     create_graph=True)
         with pytest.raises(RuntimeError):
             gx.sum().backward()
+
+
+@pytest.mark.parametrize("n, m, ranks", CASES, ids=CASE_IDS)
+def test_fastest_order_is_the_same_product(n, m, ranks):
+    """``order="fastest"`` on every path: fused (with and without gradients), `between` and
+    exact integers all give ``x @ W.T``."""
+    cores = [c.requires_grad_() for c in random_cores(n, m, ranks)]
+    w = tt_to_dense([c.detach() for c in cores])
+    x = random_x(math.prod(n), 5).requires_grad_()
+    y = tt_matvec(x, cores, "fastest")
+    torch.testing.assert_close(y, x.detach() @ w.T, rtol=1e-10, atol=1e-10)
+    v = random_x(math.prod(m), 5, seed=3)
+    grads = torch.autograd.grad((y * v).sum(), [x, *cores])
+    dense = torch.autograd.grad((x @ tt_to_dense(cores).T * v).sum(), [x, *cores])
+    for got, want in zip(grads, dense):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(tt_matvec(x.detach(), cores, "fastest", between=lambda h: h),
+                               x.detach() @ w.T, rtol=1e-10, atol=1e-10)
+    ci = random_cores(n, m, ranks, integer=True)
+    xi = random_x(math.prod(n), 3, integer=True)
+    assert torch.equal(tt_matvec(xi, ci, "fastest"), xi @ tt_to_dense(ci).T)
+
+
+def test_fastest_order_of_fc1_contracts_from_the_left():
+    """Known answer of the cost model: fc1 at rank 5 and batch 128 is fastest from the left (its
+    intermediate, 16 r 28 values a sample, is half of the right-to-left one, 28 r 32), and the
+    chosen order has the least modelled time of all valid orders."""
+    ranks = (1, 5, 5, 5, 1)
+    shapes = tuple((ranks[k], FC1_N[k], FC1_M[k], ranks[k + 1]) for k in range(4))
+    order = tt_module.fastest_order(shapes, 128, False, True)
+    assert order in ((0, 1, 2, 3), (1, 0, 2, 3))
+    costs = {o: tt_module._costed_fused_plan(shapes, o, 128, False, True)[0]
+             for o in valid_orders(4)}
+    assert costs[order] == min(costs.values()) < costs[(3, 2, 1, 0)]
+
+
+def test_an_order_string_other_than_fastest_is_refused():
+    n, m, ranks = CASES[3]
+    with pytest.raises(ValueError, match=r"'fast' is not valid.*\"fastest\""):
+        tt_matvec(random_x(math.prod(n), 2), random_cores(n, m, ranks), "fast")

@@ -17,6 +17,24 @@ def test_forward_is_the_dense_layer():
     assert tt.dense_weight().shape == (12, 24)
 
 
+def test_float_and_low_precision_paths_have_the_dense_gradients():
+    """Without a hook the layer contracts in the fastest order, with one in ``layer.order``;
+    both give the gradients of the dense layer (the hook here is the identity)."""
+    for between in (None, lambda h: h):
+        tt = layer()
+        tt.between = between
+        x = torch.randn(5, 24)
+        v = torch.randn(5, 12)
+        (tt(x) * v).sum().backward()
+        params = [*tt.cores, tt.bias]
+        got = [p.grad.clone() for p in params]
+        for p in params:
+            p.grad = None
+        (torch.nn.functional.linear(x, tt.dense_weight(), tt.bias) * v).sum().backward()
+        for g, p in zip(got, params):
+            assert torch.allclose(g, p.grad, atol=1e-5)
+
+
 def test_initial_weight_scale():
     tt = TTLinear((4, 7, 4, 7), (4, 4, 8, 4), (1, 8, 8, 8, 1),
                   generator=torch.Generator().manual_seed(0))
