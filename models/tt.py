@@ -16,7 +16,8 @@ is ``W.T``.
 ``y = W x`` is computed in ``d`` stages, one core and one GEMM per stage, in a *contraction
 order*: a permutation of ``0 .. d-1`` whose every prefix is a contiguous interval of cores.
 :func:`stages` describes the GEMMs of an order (for cost models and the hardware),
-:func:`tt_matvec` runs them, :func:`choose_order` picks the cheapest order.
+:func:`tt_matvec` runs them, :func:`choose_order` picks the cheapest order and
+:func:`fastest_order` the fastest one for the fused floating-point contraction on the CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "Order", "Stage", "valid_orders", "check_order", "right_to_left", "stages", "tt_macs",
-    "choose_order", "tt_matvec", "tt_to_dense", "tt_ranks", "tt_svd",
+    "choose_order", "fastest_order", "tt_matvec", "tt_to_dense", "tt_ranks", "tt_svd",
 ]
 
 Order = tuple[int, ...]
