@@ -842,6 +842,9 @@ def test_fastest_order_is_the_same_product(n, m, ranks):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(tt_matvec(x.detach(), cores, "fastest", between=lambda h: h),
                                x.detach() @ w.T, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(tt_matvec(x, cores, "fastest"), x @ w.T, rtol=1e-10,
+                                   atol=1e-10)
     ci = random_cores(n, m, ranks, integer=True)
     xi = random_x(math.prod(n), 3, integer=True)
     assert torch.equal(tt_matvec(xi, ci, "fastest"), xi @ tt_to_dense(ci).T)
