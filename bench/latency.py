@@ -54,7 +54,8 @@ def main():
                                                dtype=np.uint8)
     started = time.perf_counter()
     hw = config.hardware
-    report = verify([Case("latency", net, sched, hw.pe_rows, hw.pe_cols, pixels, depth=1)],
+    report = verify([Case("latency", net, sched, hw.pe_rows, hw.pe_cols, pixels, depth=1,
+                          multiplier=hw.pe_multipliers)],
                     name="edge3u_latency", optimize=False)
     print(f"network: {source}; {hw.pe_rows} x {hw.pe_cols} PEs, orders {figures['orders']}")
     print(f"{'stage':24} {'GEMM':>14} {'MACs':>8} {'cycles':>7} {'bound':>6} {'PEs used':>8} "

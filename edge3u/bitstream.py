@@ -61,7 +61,7 @@ def board_design(run: Path, board_name: str, baud: int, clock_mhz: float | None 
     _, program, sched = build_design(net, config)
     top = BoardTop(program, hw.pe_rows, hw.pe_cols, divisor=divisor, leds=b.leds,
                    rst_active_low=b.rst_active_low, led_active_low=b.led_active_low, pll=pll,
-                   multiplier=hw.pe_multipliers, requant_multiplier=hw.requant_multipliers)
+                   multiplier=hw.pe_multipliers)
     return b, top, {"board": b.name, "clock_mhz": clock, "baud": baud, "uart_divisor": divisor,
                     "pll": None if pll is None else [pll.input_div, pll.feedback_div,
                                                      pll.output_div],

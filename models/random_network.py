@@ -121,13 +121,14 @@ def random_case(seed: int):
         return layers, rows, cols, lanes, weight_bits, activation_bits
 
 
-def random_design(seed: int, **options):
-    """:func:`random_case` ``seed`` as a network and its schedule: ``(net, schedule, rows,
-    cols)``; ``options`` go to :func:`random_network` (e.g. ``input_bits``)."""
+def random_design(seed: int, requant: str = "lut", **options):
+    """:func:`random_case` ``seed`` as a network and its schedule (for requantizers that
+    multiply as ``requant`` says): ``(net, schedule, rows, cols)``; ``options`` go to
+    :func:`random_network` (e.g. ``input_bits``)."""
     from edge3u.models import schedule
 
     layers, rows, cols, lanes, wb, ab = random_case(seed)
     net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed, **options)
     sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                    [layer[3] for layer in layers], rows * cols, lanes)
+                                    [layer[3] for layer in layers], rows * cols, lanes, requant)
     return net, sched, rows, cols

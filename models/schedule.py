@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 from edge3u.config import mode_groups
 from edge3u.models import tt
+from edge3u.models.golden import MULTIPLIER_BITS
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
-           "ROW_LATENCY",
-           "argmax_cycles"]
+           "ROW_LATENCY", "REQUANT_MULTIPLIERS", "product_stages", "drain_latency", "argmax_cycles"]
 
 #: Cycles from a row's read address until the row reaches the lanes' input: the block RAM's
 #: read, then the register beside it (a block RAM's output is slow).
@@ -43,9 +43,27 @@ ROW_LATENCY = 2
 #: input registers run beside the first three).
 MAC_LATENCY = 9
 #: Cycles from the last granule leaving the drain register until its write has reached the
-#: buffer (the bias address's two copies and the bias ROM's register, bias, the multiply's
-#: four adder levels, round and shift, clamp, placement, the write port's register).
+#: buffer with the requantizers' multiplies in logic (the bias address's two copies and the
+#: bias ROM's register, bias, the multiply's four adder levels, round and shift, clamp,
+#: placement, the write port's register); :func:`drain_latency` for either kind.
 DRAIN_LATENCY = 11
+#: How the requantizers multiply (``hardware.requant_multipliers``).
+REQUANT_MULTIPLIERS = ("lut", "dsp")
+
+
+def product_stages(requant: str) -> int:
+    """Register stages of a requantizer's multiply: one adder level each for the logic
+    version's 15 partial products (``"lut"``), or the multiplier block's output register
+    (``"dsp"``)."""
+    if requant not in REQUANT_MULTIPLIERS:
+        raise ValueError(f"requantizer multiplier must be one of "
+                         f"{', '.join(REQUANT_MULTIPLIERS)}, not {requant!r}")
+    return 1 if requant == "dsp" else (MULTIPLIER_BITS - 1).bit_length()
+
+
+def drain_latency(requant: str) -> int:
+    """:data:`DRAIN_LATENCY` for requantizers whose multiplies are ``requant``."""
+    return DRAIN_LATENCY - product_stages("lut") + product_stages(requant)
 
 
 def argmax_cycles(classes: int) -> int:
@@ -87,6 +105,8 @@ class StageMap:
     core_axes : tuple of 4 tuples of str
         The modes indexing the core ``(r_k, n_k, m_k, r_{k+1})``; ``n_k`` of a later layer is a
         group of the previous layer's output modes. Size-1 modes are left out.
+    drain : int
+        The stage's :func:`drain_latency`.
     """
 
     layer: int
@@ -103,6 +123,7 @@ class StageMap:
     q: int
     final: bool
     core_axes: tuple = ()
+    drain: int = DRAIN_LATENCY
 
     def size(self, modes) -> int:
         return math.prod(self.sizes[m] for m in modes)
@@ -195,7 +216,7 @@ class StageMap:
         """Cycles of the stage: prologue read, the tile windows, the final drain."""
         io = self.tile_io()
         return (io[0][0] + ROW_LATENCY + sum(self.windows()) + MAC_LATENCY + io[-1][1]
-                + DRAIN_LATENCY)
+                + self.drain)
 
     def bound(self, pes: int) -> int:
         return -(-self.macs // pes)
@@ -203,7 +224,8 @@ class StageMap:
 
 @dataclass(frozen=True)
 class Schedule:
-    """All stages of the network in execution order, for an array of ``pes`` PEs."""
+    """All stages of the network in execution order, for an array of ``pes`` PEs whose
+    requantizers multiply as ``requant`` says (``"lut"`` or ``"dsp"``)."""
     stages: tuple
     pes: int
     requant_lanes: int
@@ -211,6 +233,7 @@ class Schedule:
     input_modes: tuple
     output_modes: tuple
     orders: tuple
+    requant: str = "lut"
 
     def cycles(self) -> int:
         """Cycles from the last input pixel written to the result on the output stream."""
@@ -280,7 +303,7 @@ def _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
             yield dict(U=U, X=X, mp=mp, rp=rp, x_lo=x_lo, q=q)
 
 
-def _map_layers(layers, orders, pes, lanes):
+def _map_layers(layers, orders, pes, lanes, drain):
     """StageMaps for the given orders, each stage with its fastest mapping."""
     sizes, stages_sets, input_modes = {}, [], None
     prev_m = None
@@ -316,7 +339,7 @@ def _map_layers(layers, orders, pes, lanes):
         best = None
         for opt in _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
             sm = StageMap(li, si, k, inner_order, tuple(opt["mp"]) + tuple(opt["rp"]),
-                          sizes=sizes, final=final, core_axes=axes, **opt)
+                          sizes=sizes, final=final, core_axes=axes, drain=drain, **opt)
             key = (sm.cycles(), sm.pes)
             if best is None or key < best[0]:
                 best = (key, sm)
@@ -339,7 +362,8 @@ def _shapes(network_shapes):
     return [(tuple(n), tuple(m), tuple(r)) for n, m, r in network_shapes]
 
 
-def build_schedule(network_shapes, orders, pes: int, requant_lanes: int) -> Schedule:
+def build_schedule(network_shapes, orders, pes: int, requant_lanes: int,
+                   requant: str = "lut") -> Schedule:
     """The schedule for fixed stage orders.
 
     Parameters
@@ -352,21 +376,26 @@ def build_schedule(network_shapes, orders, pes: int, requant_lanes: int) -> Sche
         PEs in the array (``pe_rows * pe_cols``).
     requant_lanes : int
         Requantizers in the drain: the largest granule.
+    requant : "lut" or "dsp"
+        How the requantizers multiply (:func:`drain_latency`).
     """
+    drain = drain_latency(requant)
     shapes = _shapes(network_shapes)
     for li, ((n, m, r), order) in enumerate(zip(shapes, orders)):
         tt.stages(n, m, r, order)  # validates shapes and the order
     if pes < 1 or requant_lanes < 1:
         raise ScheduleError(f"the array needs at least one PE and one requantizer lane, not "
                             f"{pes} PEs and {requant_lanes} lanes")
-    maps, sizes, inp, outp = _map_layers(shapes, [tuple(o) for o in orders], pes, requant_lanes)
+    maps, sizes, inp, outp = _map_layers(shapes, [tuple(o) for o in orders], pes, requant_lanes,
+                                         drain)
     return Schedule(tuple(maps), pes, requant_lanes, sizes, inp, outp,
-                    tuple(tuple(o) for o in orders))
+                    tuple(tuple(o) for o in orders), requant)
 
 
 def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[int, ...], ...]:
     """The stage orders (one per layer) with the fewest cycles on this array; ties go to fewer
-    MACs. Exhaustive over every layer's :func:`models.tt.valid_orders`."""
+    MACs. Exhaustive over every layer's :func:`models.tt.valid_orders`. (How the requantizers
+    multiply adds the same cycles to every stage, so it does not change the choice.)"""
     shapes = _shapes(network_shapes)
     best, error = None, None
     for orders in itertools.product(*(tt.valid_orders(len(n)) for n, _, _ in shapes)):
@@ -399,7 +428,8 @@ def network_cycles(network_shapes, hardware) -> int | None:
     pes = hardware.pe_rows * hardware.pe_cols
     try:
         orders = choose_orders(network_shapes, pes, hardware.requant_lanes)
-        return build_schedule(network_shapes, orders, pes, hardware.requant_lanes).cycles()
+        return build_schedule(network_shapes, orders, pes, hardware.requant_lanes,
+                              hardware.requant_multipliers).cycles()
     except ScheduleError:
         return None
 
@@ -408,4 +438,5 @@ def schedule_network(net, hardware) -> Schedule:
     """The schedule of an integer network (its layers' stage orders) on the configured array."""
     shapes = [(layer.in_modes, layer.out_modes, layer.ranks) for layer in net.layers]
     return build_schedule(shapes, [layer.order for layer in net.layers],
-                          hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes)
+                          hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes,
+                          hardware.requant_multipliers)

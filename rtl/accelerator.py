@@ -8,7 +8,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from edge3u.models.schedule import DRAIN_LATENCY, MAC_LATENCY, ROW_LATENCY, argmax_cycles
+from edge3u.models.schedule import MAC_LATENCY, ROW_LATENCY, argmax_cycles, drain_latency
 from edge3u.rtl.argmax import argmax_tree
 from edge3u.rtl.delay import delayed
 from edge3u.rtl.lanes import ActivationLanes
@@ -20,9 +20,6 @@ from edge3u.rtl.requantizer import Requantizer, RequantSpec
 
 __all__ = ["Accelerator"]
 
-# The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines empty
-# (counting from 0, as the schedule's cycle model does).
-EPILOGUE_EXTRA = MAC_LATENCY + DRAIN_LATENCY - 1
 #: Cycles from the weight address register to the weight word at the array: the ROM slices'
 #: three address registers (a wire across the chip gets three cycles), then their read.
 WEIGHT_LATENCY = 4
@@ -37,9 +34,10 @@ class Accelerator(wiring.Component):
         The ROM contents and widths (:func:`edge3u.rtl.program.build_program`).
     rows, cols : int
         PE array shape; ``rows * cols`` must equal the schedule's PE count.
-    multiplier, requant_multiplier : "lut" or "dsp"
-        How the PEs' and the requantizers' products are written (:class:`~edge3u.rtl.pe.PE`,
-        :class:`~edge3u.rtl.requantizer.Requantizer`).
+    multiplier : "lut" or "dsp"
+        How the PEs' products are written (:class:`~edge3u.rtl.pe.PE`). The requantizers'
+        (:class:`~edge3u.rtl.requantizer.Requantizer`) are the schedule's ``requant``: their
+        latency is part of its cycle count.
 
     Members
     -------
@@ -59,9 +57,8 @@ class Accelerator(wiring.Component):
     (``sim/locate.py``, the read/write test).
     """
 
-    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut",
-                 requant_multiplier: str = "lut"):
-        self.multiplier, self.requant_multiplier = multiplier, requant_multiplier
+    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut"):
+        self.multiplier, self.requant_multiplier = multiplier, program.schedule.requant
         if rows * cols != program.pes:
             raise ValueError(f"a {rows} x {cols} array has {rows * cols} PEs, the program is "
                              f"scheduled for {program.pes}")
@@ -99,6 +96,9 @@ class Accelerator(wiring.Component):
                                     init=[{"row": r, "block": b} for r, b in p.write_table])
         bias_roms = [LocalRom(signed(A), [b[e] if e < len(b) else 0 for b in p.bias_words]
                               or [0], block=False, address_registers=2) for e in range(G)]
+        # The epilogue after a stage's last tile: its writes, then the MAC and drain pipelines
+        # empty (counting from 0, as the schedule's cycle model does).
+        epilogue_extra = MAC_LATENCY + drain_latency(self.requant_multiplier) - 1
         tile_layout = data.StructLayout({
             "stage": range(S + 1),
             "reads": range(max(t.reads for t in p.tiles) + 1),
@@ -108,7 +108,7 @@ class Accelerator(wiring.Component):
             "window_last": range(max(2, max(t.window_last for t in p.tiles) + 1)),
             # the last cycle of the prologue before the tile and of the epilogue after it
             "prologue_last": range(max(t.reads for t in p.tiles) + ROW_LATENCY),
-            "epilogue_last": range(max(t.writes for t in p.tiles) + EPILOGUE_EXTRA + 1),
+            "epilogue_last": range(max(t.writes for t in p.tiles) + epilogue_extra + 1),
             "stage_end": 1, "network_end": 1,
         })
         sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0,
@@ -117,7 +117,7 @@ class Accelerator(wiring.Component):
         entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
                     "writes": t.writes, "weight_base": t.weight_base,
                     "window_last": t.window_last, "prologue_last": t.reads + ROW_LATENCY - 1,
-                    "epilogue_last": t.writes + EPILOGUE_EXTRA, "stage_end": t.stage_end,
+                    "epilogue_last": t.writes + epilogue_extra, "stage_end": t.stage_end,
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
         tiles = memory.Memory(shape=tile_layout, depth=len(entries), init=entries)
@@ -268,8 +268,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [rq.value.eq(values[e]), rq.bias.eq(bias),
                          rq.stage.eq(stage_d), rq.valid.eq(drain_valid)]
         # the write-table entry a cycle ahead of the codes it places, and then with them
-        pre_entry = delayed(m, wt.data, Requantizer.latency, "entry", reset_less=True)
-        pre_valid = delayed(m, drain_valid, Requantizer.latency - 1, "pre_valid")
+        pre_entry = delayed(m, wt.data, requant[0].latency, "entry", reset_less=True)
+        pre_valid = delayed(m, drain_valid, requant[0].latency - 1, "pre_valid")
         out_entry = delayed(m, pre_entry, 1, "out_entry", reset_less=True)
         out_valid = requant[0].out_valid
 

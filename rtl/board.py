@@ -53,20 +53,18 @@ class BoardTop(wiring.Component):
         Polarity of the board's reset button and LEDs.
     pll : PllParams or None
         ECP5 only: run the design from a PLL on ``clk`` (else from ``clk`` itself).
-    multiplier, requant_multiplier : "lut" or "dsp"
-        How the PEs' and the requantizers' products are written (:class:`~edge3u.rtl.pe.PE`,
-        :class:`~edge3u.rtl.requantizer.Requantizer`).
+    multiplier : "lut" or "dsp"
+        How the PEs' products are written (:class:`~edge3u.rtl.pe.PE`); the requantizers' are
+        the program's schedule's ``requant``.
     """
 
     def __init__(self, program: Program, rows: int, cols: int, *, divisor: int, leds: int = 8,
                  rst_active_low: bool = False, led_active_low: bool = False,
-                 pll: PllParams | None = None, multiplier: str = "lut",
-                 requant_multiplier: str = "lut"):
+                 pll: PllParams | None = None, multiplier: str = "lut"):
         if leds < 1:
             raise ValueError(f"a board top needs at least 1 LED, not {leds}")
         self.identity = identity_of(program)
         self.program, self.rows, self.cols, self.multiplier = program, rows, cols, multiplier
-        self.requant_multiplier = requant_multiplier
         self.divisor = check_divisor(divisor)
         self.rst_active_low, self.led_active_low, self.pll = rst_active_low, led_active_low, pll
         super().__init__({"clk": In(1), "rst": In(1), "uart_rx": In(1), "uart_tx": Out(1),
@@ -85,8 +83,7 @@ class BoardTop(wiring.Component):
         pressed = ~self.rst if self.rst_active_low else self.rst
         m.submodules.reset = ResetSynchronizer(pressed | ~locked, domain="sync")
 
-        core = m.submodules.core = Top(self.program, self.rows, self.cols, self.multiplier,
-                                        self.requant_multiplier)
+        core = m.submodules.core = Top(self.program, self.rows, self.cols, self.multiplier)
         rx = m.submodules.rx = UARTReceiver(self.divisor)
         tx = m.submodules.tx = UARTTransmitter(self.divisor)
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]

@@ -39,7 +39,7 @@ def build_design(net: IntNetwork, config: Config) -> tuple[Top, Program, Schedul
     hw = config.hardware
     sched = fit(net, config)
     program = build_program(net, sched)
-    top = Top(program, hw.pe_rows, hw.pe_cols, hw.pe_multipliers, hw.requant_multipliers)
+    top = Top(program, hw.pe_rows, hw.pe_cols, hw.pe_multipliers)
     return top, program, sched
 
 

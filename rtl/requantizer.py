@@ -5,15 +5,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.golden import MULTIPLIER_BITS
+from edge3u.models.schedule import REQUANT_MULTIPLIERS, product_stages
 from edge3u.rtl.delay import delayed
-from edge3u.rtl.pe import MULTIPLIERS
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
 __all__ = ["Requantizer", "RequantSpec"]
-
-#: Register stages of the multiply: one adder level each for the logic version's
-#: MULTIPLIER_BITS partial products.
-PRODUCT_STAGES = (MULTIPLIER_BITS - 1).bit_length()
 
 
 class RequantSpec:
@@ -44,10 +40,11 @@ class Requantizer(wiring.Component):
     specs : list of RequantSpec
         One per stage; ``stage`` selects.
     multiplier : "lut" or "dsp"
-        ``"dsp"`` writes the product as ``*``, which synthesis puts in a multiplier block;
-        ``"lut"`` as shifted partial products summed in a tree, one level per register stage. On
-        ECP5 the combinational MULT18X18D alone takes 3.9 ns, which with the wires to and from
-        the block keeps a design below 140 MHz; the logic version has no such floor.
+        ``"dsp"`` writes the product as ``*``, which synthesis puts in a multiplier block, into
+        one register (three cycles less ``latency``); ``"lut"`` as shifted partial products
+        summed in a tree, one level per register stage. On ECP5 the combinational MULT18X18D
+        alone takes 3.9 ns, which with the wires to and from the block keeps a design below
+        140 MHz; the logic version has no such floor.
 
     Members
     -------
@@ -62,16 +59,17 @@ class Requantizer(wiring.Component):
     out_valid : Out(1)
     """
 
-    latency = PRODUCT_STAGES + 3
-
     stage_setup = 1
     """Cycles ``stage`` must hold its value before the first value of that stage."""
 
     def __init__(self, acc_bits: int, code_bits: int, specs, multiplier: str = "lut"):
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"requantizer multiplier must be one of {', '.join(MULTIPLIERS)}, "
-                             f"not {multiplier!r}")
+        if multiplier not in REQUANT_MULTIPLIERS:
+            raise ValueError(f"requantizer multiplier must be one of "
+                             f"{', '.join(REQUANT_MULTIPLIERS)}, not {multiplier!r}")
         self.multiplier = multiplier
+        self.product_stages = product_stages(multiplier)
+        #: Cycles from an input to its code: the bias, the multiply, the round, the clamp.
+        self.latency = self.product_stages + 3
         if not specs:
             raise ValueError("a requantizer needs at least one stage spec")
         self._acc_bits, self._code_bits, self._specs = acc_bits, code_bits, list(specs)
@@ -110,15 +108,15 @@ class Requantizer(wiring.Component):
 
         # Stages 2 to 5: the multiply, one adder level per stage. In logic ("lut"): pairs of
         # shifted partial products, then pairs of pairs, until one sum is left. With a
-        # multiplier block ("dsp"), stage 2 is the block into a register whose only load is
-        # the next one (so it can sit beside the block), and the product then waits as long.
-        # The stage's logit, stage number and valid flag travel alongside.
+        # multiplier block ("dsp"), stage 2 alone: the block into a register that only the
+        # rounding add and the clamp tests read. The stage's logit, stage number and valid
+        # flag travel alongside.
         levels = [[Mux(multiplier[k], biased << k, 0) for k in range(MULTIPLIER_BITS)]]
         if self.multiplier == "dsp":
             levels = [[biased * multiplier]]
         logit, stage_n, valid_n = biased, stage1, valid1
         stages = [stage1]  # the stage number at each level
-        for d in range(PRODUCT_STAGES):
+        for d in range(self.product_stages):
             terms = levels[-1]
             sums = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                     for i in range(0, len(terms), 2)] if d or self.multiplier == "lut" else terms
@@ -143,7 +141,7 @@ class Requantizer(wiring.Component):
                     m.d.sync += [half.eq(h), below.eq((spec.lo << spec.shift) - h),
                                  above.eq(((spec.hi + 1) << spec.shift) - h)]
 
-        # Stage 6: the rounding add and the two clamp tests, side by side.
+        # Stage 6 (3 with a block): the rounding add and the two clamp tests, side by side.
         total = Signal(signed(prod_bits + 1), name="total")
         under, over = Signal(), Signal()
         stage6 = Signal.like(self.stage, name="stage6")
@@ -154,7 +152,7 @@ class Requantizer(wiring.Component):
                      over.eq(~(product - above)[-1]),
                      stage6.eq(stage_n), logit6.eq(logit), valid6.eq(valid_n)]
 
-        # Stage 7: the shift and the clamp.
+        # Stage 7 (4 with a block): the shift and the clamp.
         with m.Switch(stage6):
             for i, spec in enumerate(self._specs):
                 with m.Case(i):

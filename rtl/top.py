@@ -39,10 +39,8 @@ class Top(wiring.Component):
     o_result : Out(stream.Signature(result_layout(program)))
     """
 
-    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut",
-                 requant_multiplier: str = "lut"):
+    def __init__(self, program: Program, rows: int, cols: int, multiplier: str = "lut"):
         self.program, self.rows, self.cols, self.multiplier = program, rows, cols, multiplier
-        self.requant_multiplier = requant_multiplier
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
             "i_pixels": In(stream.Signature(unsigned(program.input_bits))),
@@ -52,8 +50,7 @@ class Top(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        core = m.submodules.core = Accelerator(p, self.rows, self.cols, self.multiplier,
-                                                self.requant_multiplier)
+        core = m.submodules.core = Accelerator(p, self.rows, self.cols, self.multiplier)
         pixels = len(p.input_table)
         table_layout = data.StructLayout({"row": unsigned(p.input_row_bits),
                                           "lane": unsigned(p.input_lane_bits)})

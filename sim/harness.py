@@ -28,16 +28,18 @@ class Harness(wiring.Component):
     ``count`` and pulses ``go``; the harness streams them through the accelerator and raises
     ``finished`` when all results are in. ``gap_256`` / ``stall_256`` (0–255) are the chances in
     256 that the input ``valid`` is held low or the output ``ready`` is held low in a cycle
-    (pseudo-random, from ``seed``): handshake stress without host work.
+    (pseudo-random, from ``seed``): handshake stress without host work. ``multiplier`` is how
+    the PEs multiply (:class:`~edge3u.rtl.top.Top`).
     """
 
     def __init__(self, program: Program, rows: int, cols: int, *, depth: int, gap_256: int = 0,
-                 stall_256: int = 0, seed: int = 1):
+                 stall_256: int = 0, seed: int = 1, multiplier: str = "lut"):
         if not 0 <= gap_256 < 256 or not 0 <= stall_256 < 256:
             raise ValueError(f"gap_256 and stall_256 must be in 0 .. 255, not {gap_256}, "
                              f"{stall_256}")
         self.program, self.rows, self.cols, self.depth = program, rows, cols, depth
         self.gap_256, self.stall_256, self.seed = gap_256, stall_256, seed
+        self.multiplier = multiplier
         self.pixels = len(program.input_table)
         p = program
         super().__init__({
@@ -52,7 +54,7 @@ class Harness(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        top = m.submodules.top = Top(p, self.rows, self.cols)
+        top = m.submodules.top = Top(p, self.rows, self.cols, self.multiplier)
         bits = p.input_bits
         images = m.submodules.images = memory.Memory(
             shape=unsigned(self.pixels * bits), depth=max(2, self.depth), init=[])

@@ -41,7 +41,7 @@ def simulate_run(run: str | Path, *, images: int, waves: bool = False,
     hw = config.hardware
     case = Case("test set", net, sched, hw.pe_rows, hw.pe_cols, data.x_test[:images],
                 labels=data.y_test[:images], gap_256=gap_256, stall_256=stall_256,
-                depth=min(BATCH, images))
+                depth=min(BATCH, images), multiplier=hw.pe_multipliers)
     out = run / SIM_DIR
     out.mkdir(parents=True, exist_ok=True)
     cores = cores or os.cpu_count() or 1

@@ -36,6 +36,7 @@ class Case:
     stall_256: int = 0
     seed: int = 1
     depth: int = 8
+    multiplier: str = "lut"  # how the PEs multiply; the requantizers' is the schedule's
 
 
 def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False,
@@ -54,7 +55,7 @@ def verify(cases: list[Case], *, name: str = "edge3u_bench", waves: bool = False
         program = build_program(case.network, case.schedule)
         harnesses.append(Harness(program, case.rows, case.cols, depth=case.depth,
                                  gap_256=case.gap_256, stall_256=case.stall_256,
-                                 seed=case.seed))
+                                 seed=case.seed, multiplier=case.multiplier))
         entries.append((case, program))
     design = harnesses[0] if len(harnesses) == 1 else MultiHarness(harnesses)
     started = time.perf_counter()

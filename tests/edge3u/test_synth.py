@@ -48,10 +48,10 @@ def test_scripts_map_multipliers_as_asked():
 
 @pytest.fixture(scope="module")
 def small_verilog(tmp_path_factory):
-    net, sched, rows, cols = random_design(4)
-    path = tmp_path_factory.mktemp("small") / "edge3u_top.v"
     # requantizer multiplies in multiplier blocks: in logic the design outgrows the UP5K
-    top = Top(build_program(net, sched), rows, cols, requant_multiplier="dsp")
+    net, sched, rows, cols = random_design(4, requant="dsp")
+    path = tmp_path_factory.mktemp("small") / "edge3u_top.v"
+    top = Top(build_program(net, sched), rows, cols)
     path.write_text(verilog.convert(top, name="edge3u_top", emit_src=False))
     return path
 

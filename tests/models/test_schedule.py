@@ -56,3 +56,21 @@ def test_window_rule_on_a_hand_computed_stage():
                                             (16, 4), (17, 5)])
 def test_argmax_takes_one_cycle_per_tree_level(classes, cycles):
     assert schedule.argmax_cycles(classes) == cycles
+
+
+def test_multiplier_blocks_take_three_drain_cycles_off_every_stage():
+    shapes = [((4, 4, 4), (2, 4, 4), (1, 4, 4, 1)), ((8, 4), (2, 5), (1, 4, 1))]
+    orders = schedule.choose_orders(shapes, 16, 40)
+    lut = schedule.build_schedule(shapes, orders, 16, 40)
+    dsp = schedule.build_schedule(shapes, orders, 16, 40, "dsp")
+    assert (lut.requant, dsp.requant) == ("lut", "dsp")
+    # the logic version's 15 partial products take 4 adder levels, the block one register
+    assert schedule.drain_latency("lut") == schedule.DRAIN_LATENCY == 11
+    assert schedule.drain_latency("dsp") == 8
+    assert [s.cycles() - d.cycles() for s, d in zip(lut.stages, dsp.stages)] == [3] * 5
+    assert lut.cycles() - dsp.cycles() == 15 and lut.bound() == dsp.bound()
+
+
+def test_an_unknown_requantizer_multiplier_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"one of lut, dsp, not 'dsp48'"):
+        schedule.build_schedule([((12,), (5,), (1, 1))], [(0,)], 8, 8, "dsp48")

@@ -34,7 +34,7 @@ def test_requantizer_equals_the_golden_requant(sim_root, multiplier):
              dict(multiplier=0, shift=1, lo=0, hi=0, has_bias=True)]
     dut = Requantizer(18, 6, [RequantSpec(**s) for s in specs], multiplier)
     spec = {"component": "requantizer", "specs": specs, "code_bits": 6, "acc_bits": 18,
-            "latency": Requantizer.latency, "stage_setup": Requantizer.stage_setup,
+            "latency": dut.latency, "stage_setup": Requantizer.stage_setup,
             "values": rng.integers(-(1 << 15), 1 << 15, (3, 200)).tolist(),
             "biases": rng.integers(-500, 500, (3, 200)).tolist()}
     report = run_bench(build(dut, "edge3u_requantizer", optimize=False, root=sim_root),

@@ -3,7 +3,8 @@
 Random configurations (seeded; the seed is in every case's label, so a failure replays with
 ``random_case(seed)``): PE arrays of 1-4 x 2-9 PEs, weight bits 1-4 and ternary, activation
 bits 2-8, 1-3 layers of 2-4 cores, non-square modes, random codes, with random gaps on the
-input and back-pressure on the output. 30 in the default suite; ``-m slow`` runs seeds 0-199.
+input and back-pressure on the output, the requantizers' multiplies in logic (even seeds) or
+in multiplier blocks (odd seeds). 30 in the default suite; ``-m slow`` runs seeds 0-199.
 """
 
 import numpy as np
@@ -21,12 +22,15 @@ def random_cases(seeds, images=3):
     for seed in seeds:
         layers, rows, cols, lanes, wb, ab = random_case(seed)
         net = random_network(layers, weight_bits=wb, activation_bits=ab, seed=seed)
+        requant = ("lut", "dsp")[seed % 2]
         sched = schedule.build_schedule([layer[:3] for layer in layers],
-                                        [layer[3] for layer in layers], rows * cols, lanes)
+                                        [layer[3] for layer in layers], rows * cols, lanes,
+                                        requant)
         pixels = int(np.prod(layers[0][0]))
         rng = np.random.default_rng(seed)
         cases.append(Case(f"random_case({seed}): {rows}x{cols} PEs, weights {wb}, "
-                          f"activations {ab} bits", net, sched, rows, cols,
+                          f"activations {ab} bits, requantizer multiplies {requant}", net,
+                          sched, rows, cols,
                           rng.integers(0, 256, (images, pixels), dtype=np.uint8),
                           gap_256=int(rng.integers(0, 200)), stall_256=int(rng.integers(0, 200)),
                           seed=seed + 1, depth=2))
