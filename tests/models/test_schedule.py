@@ -74,3 +74,17 @@ def test_multiplier_blocks_take_three_drain_cycles_off_every_stage():
 def test_an_unknown_requantizer_multiplier_is_refused_by_name():
     with pytest.raises(ValueError, match=r"one of lut, dsp, not 'dsp48'"):
         schedule.build_schedule([((12,), (5,), (1, 1))], [(0,)], 8, 8, "dsp48")
+
+
+def test_a_tile_reads_two_rows_per_cycle():
+    # fc1 of the default network at rank 5, last stage: two tiles of 64 rows, 20 inner steps
+    shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
+    sm = schedule.build_schedule(shapes, [(3, 2, 1, 0), (1, 0)], 320, 40).stages[3]
+    assert (sm.rows, sm.n_inner, sm.q, sm.granule) == (128, 20, 8, 32)
+    assert sm.tile_io() == [(64, 8), (64, 8)]
+    assert schedule.ROWS_PER_READ == 2 and schedule.read_cycles(64) == 32
+    assert schedule.read_cycles(7) == 4
+    # the second tile's 64 rows take 32 cycles and 2 of latency: the first window is 34
+    assert sm.windows() == [32 + schedule.ROW_LATENCY, 20]
+    assert sm.cycles() == (32 + schedule.ROW_LATENCY + 34 + 20 + schedule.MAC_LATENCY + 8
+                           + schedule.DRAIN_LATENCY)
