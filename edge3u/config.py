@@ -235,6 +235,9 @@ class HardwareConfig:
     clock_mhz: float = 150.0
     pe_multipliers: str = "lut"  # "lut": Booth terms in logic; "dsp": multiplier blocks
     requant_multipliers: str = "lut"  # the requantizers' products: "lut" or "dsp", as above
+    # Each layer keeps the contraction order it was trained in (models.tt.training_order) if
+    # the network's cycles stay within this fraction of the fewest (0: always the fewest).
+    order_slack: float = 0.01
     # Hardware-aware rank selection: training prunes ranks until the accelerator's cycle model
     # meets this budget (0: no budget). Give cycles or microseconds at clock_mhz, not both.
     latency_budget_cycles: int = 0
@@ -250,6 +253,7 @@ class HardwareConfig:
         _check(self.requant_multipliers in ("lut", "dsp"),
                f"hardware.requant_multipliers must be 'lut' or 'dsp', not "
                f"{self.requant_multipliers!r}")
+        _number("hardware.order_slack", self.order_slack, 0.0, 1.0)
         _int("hardware.latency_budget_cycles", self.latency_budget_cycles, 0)
         _number("hardware.latency_budget_us", self.latency_budget_us, 0.0)
         _check(not (self.latency_budget_cycles and self.latency_budget_us),

@@ -421,22 +421,49 @@ def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[i
     return best[1]
 
 
+def _configured_orders(network_shapes, hardware) -> tuple[tuple[int, ...], ...]:
+    """The orders :func:`choose_orders` picks, except that each layer in turn keeps its
+    :func:`models.tt.training_order` where the network's cycles stay within
+    ``hardware.order_slack`` of the fewest: the quantization fine-tunes a network that learnt
+    with every stage's output rounded in that order."""
+    shapes = _shapes(network_shapes)
+    pes, lanes = hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes
+
+    def cycles(orders):
+        try:
+            return build_schedule(shapes, orders, pes, lanes, hardware.requant_multipliers).cycles()
+        except ScheduleError:
+            return None
+
+    orders = list(choose_orders(shapes, pes, lanes))
+    limit = cycles(orders) * (1 + hardware.order_slack)
+    for li, (n, m, r) in enumerate(shapes):
+        trial = orders[:li] + [tt.training_order(n, m, r)] + orders[li + 1:]
+        got = cycles(trial)
+        if got is not None and got <= limit:
+            orders = trial
+    return tuple(tuple(o) for o in orders)
+
+
 def hardware_orders(layers, hardware) -> dict[str, tuple[int, ...]]:
     """The stage order of every layer for the configured array (``config.hardware``), by layer
-    name. ``layers`` are ``(name, cores)`` pairs (cores of shape ``(r, n, m, r)``); the
-    quantization step fixes these orders, so the golden model and the hardware share them."""
+    name: :func:`choose_orders`' fewest cycles, or the training orders within
+    ``hardware.order_slack`` of them. ``layers`` are ``(name, cores)`` pairs (cores of shape
+    ``(r, n, m, r)``); the quantization step fixes these orders, so the golden model and the
+    hardware share them."""
     shapes = [(tuple(int(c.shape[1]) for c in cores), tuple(int(c.shape[2]) for c in cores),
                tt.tt_ranks(cores)) for _, cores in layers]
-    orders = choose_orders(shapes, hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes)
+    orders = _configured_orders(shapes, hardware)
     return {name: order for (name, _), order in zip(layers, orders)}
 
 
 def network_cycles(network_shapes, hardware) -> int | None:
     """Cycles per inference of a network of these ``(in_modes, out_modes, ranks)`` on the
-    configured array, with the orders the hardware would choose; None if it does not fit."""
+    configured array, with the orders the hardware would choose (:func:`hardware_orders`);
+    None if it does not fit."""
     pes = hardware.pe_rows * hardware.pe_cols
     try:
-        orders = choose_orders(network_shapes, pes, hardware.requant_lanes)
+        orders = _configured_orders(network_shapes, hardware)
         return build_schedule(network_shapes, orders, pes, hardware.requant_lanes,
                               hardware.requant_multipliers).cycles()
     except ScheduleError:

@@ -34,7 +34,8 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "Order", "Stage", "valid_orders", "check_order", "right_to_left", "stages", "tt_macs",
-    "choose_order", "fastest_order", "tt_matvec", "tt_to_dense", "tt_ranks", "tt_svd",
+    "choose_order", "training_order", "fastest_order", "tt_matvec", "tt_to_dense", "tt_ranks",
+    "tt_svd",
 ]
 
 Order = tuple[int, ...]
@@ -307,6 +308,17 @@ def choose_order(in_modes, out_modes, ranks,
 
 
 _fewest_macs_order = lru_cache(maxsize=1024)(choose_order)
+
+
+def _kept_then_macs(stages: list[Stage]) -> tuple[int, int]:
+    return (sum(s.rows * s.inner for s in stages), sum(s.macs for s in stages))
+
+
+def training_order(in_modes, out_modes, ranks) -> Order:
+    """The order a TT layer trains in: the one that keeps the least for the backward pass
+    (the stage inputs autograd keeps, one per stage, add up to the least), then the fewest
+    MACs. Low-precision training quantizes every stage's output in this order."""
+    return choose_order(in_modes, out_modes, ranks, cost=_kept_then_macs)
 
 
 # --------------------------------------------------------------------------- cores

@@ -116,12 +116,10 @@ class TTLinear(nn.Module):
         """The order that keeps the least for the backward pass (then the fewest MACs).
 
         Training memory is dominated by the stage inputs autograd keeps, one per stage, so
-        training contracts in the order whose stage inputs add up to the least.
+        training contracts in the order whose stage inputs add up to the least
+        (:func:`models.tt.training_order`).
         """
-        def kept_then_macs(stages):
-            return (sum(s.rows * s.inner for s in stages), sum(s.macs for s in stages))
-
-        return tt.choose_order(self.in_modes, self.out_modes, self.ranks, cost=kept_then_macs)
+        return tt.training_order(self.in_modes, self.out_modes, self.ranks)
 
     def macs(self) -> int:
         """Multiply-accumulates of one input vector in the current order."""

@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+import torch
 
 from edge3u.models import schedule, tt
 
@@ -88,3 +89,22 @@ def test_a_tile_reads_two_rows_per_cycle():
     assert sm.windows() == [32 + schedule.ROW_LATENCY, 20]
     assert sm.cycles() == (32 + schedule.ROW_LATENCY + 34 + 20 + schedule.MAC_LATENCY + 8
                            + schedule.DRAIN_LATENCY)
+
+
+@pytest.mark.parametrize("slack, orders, cycles", [(0.01, ((3, 2, 1, 0), (1, 0)), 1128),
+                                                   (0.0, ((0, 1, 2, 3), (1, 0)), 1126)])
+def test_layers_keep_their_training_order_within_the_slack(slack, orders, cycles):
+    from edge3u.config import HardwareConfig
+
+    # the default network at rank 5: fc1 trains right to left, fc2 from its first core
+    shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
+    assert [tt.training_order(*s) for s in shapes] == [(3, 2, 1, 0), (0, 1)]
+    hw = HardwareConfig(requant_multipliers="dsp", order_slack=slack)
+    assert schedule.choose_orders(shapes, 320, 40) == ((0, 1, 2, 3), (1, 0))
+    # fc1's training order costs 2 cycles (0.2 %); fc2's would cost 49 and is not taken
+    assert schedule.build_schedule(shapes, [(3, 2, 1, 0), (0, 1)], 320, 40, "dsp").cycles() \
+        == 1177
+    layers = [(name, [torch.zeros(r[k], n[k], m[k], r[k + 1]) for k in range(len(n))])
+              for name, (n, m, r) in zip(("fc1", "fc2"), shapes)]
+    assert tuple(schedule.hardware_orders(layers, hw).values()) == orders
+    assert schedule.network_cycles(shapes, hw) == cycles
