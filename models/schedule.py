@@ -32,7 +32,8 @@ from edge3u.models.golden import MULTIPLIER_BITS
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
-           "ROW_LATENCY", "ROWS_PER_READ", "read_cycles", "REQUANT_MULTIPLIERS", "product_stages", "drain_latency", "argmax_cycles"]
+           "ROW_LATENCY", "ROWS_PER_READ", "read_cycles", "REQUANT_MULTIPLIERS", "product_stages",
+           "drain_latency", "argmax_cycles"]
 
 #: Cycles from a row's read address until the row reaches the lanes' input: the block RAM's
 #: read, then the register beside it (a block RAM's output is slow).

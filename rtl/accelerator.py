@@ -117,7 +117,8 @@ class Accelerator(wiring.Component):
                     "network_end": 1}
         entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
                     "writes": t.writes, "weight_base": t.weight_base,
-                    "window_last": t.window_last, "prologue_last": read_cycles(t.reads) + ROW_LATENCY - 1,
+                    "window_last": t.window_last,
+                    "prologue_last": read_cycles(t.reads) + ROW_LATENCY - 1,
                     "epilogue_last": t.writes + epilogue_extra, "stage_end": t.stage_end,
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
