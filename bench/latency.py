@@ -33,7 +33,8 @@ def network(args, config):
     shapes = [(layer.in_modes, layer.out_modes, (1, *layer.max_ranks[1:-1], 1))
               for layer in config.layers]
     hw = config.hardware
-    orders = schedule.choose_orders(shapes, hw.pe_rows * hw.pe_cols, hw.requant_lanes)
+    orders = schedule.choose_orders(shapes, hw.pe_rows * hw.pe_cols, hw.requant_lanes,
+                                    hw.activation_lanes)
     net = random_network([(*s, o) for s, o in zip(shapes, orders)],
                          weight_bits=config.quant.weight_bits,
                          activation_bits=config.quant.activation_bits)

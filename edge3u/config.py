@@ -232,6 +232,7 @@ class HardwareConfig:
     pe_rows: int = 16
     pe_cols: int = 20
     requant_lanes: int = 40
+    activation_lanes: int = 32  # the most rows a tile reads: activation lane registers
     clock_mhz: float = 150.0
     pe_multipliers: str = "lut"  # "lut": Booth terms in logic; "dsp": multiplier blocks
     requant_multipliers: str = "lut"  # the requantizers' products: "lut" or "dsp", as above
@@ -247,6 +248,7 @@ class HardwareConfig:
         _int("hardware.pe_rows", self.pe_rows, 1, 64)
         _int("hardware.pe_cols", self.pe_cols, 1, 64)
         _int("hardware.requant_lanes", self.requant_lanes, 1, 1024)
+        _int("hardware.activation_lanes", self.activation_lanes, 1, 1024)
         _number("hardware.clock_mhz", self.clock_mhz, 1.0, 1000.0)
         _check(self.pe_multipliers in ("lut", "dsp"),
                f"hardware.pe_multipliers must be 'lut' or 'dsp', not {self.pe_multipliers!r}")

@@ -313,8 +313,9 @@ def _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
             yield dict(U=U, X=X, mp=mp, rp=rp, x_lo=x_lo, q=q)
 
 
-def _map_layers(layers, orders, pes, lanes, drain):
-    """StageMaps for the given orders, each stage with its fastest mapping."""
+def _map_layers(layers, orders, pes, lanes, drain, activation_lanes):
+    """StageMaps for the given orders, each stage with its fastest mapping that reads at most
+    ``activation_lanes`` rows per tile (None: any number)."""
     sizes, stages_sets, input_modes = {}, [], None
     prev_m = None
     for li, (n, m, r) in enumerate(layers):
@@ -350,6 +351,8 @@ def _map_layers(layers, orders, pes, lanes, drain):
         for opt in _mapping_options(rows, cols, nxt, sizes, pes, lanes, final):
             sm = StageMap(li, si, k, inner_order, tuple(opt["mp"]) + tuple(opt["rp"]),
                           sizes=sizes, final=final, core_axes=axes, drain=drain, **opt)
+            if activation_lanes is not None and sm.lanes > activation_lanes:
+                continue
             key = (sm.cycles(), sm.pes)
             if best is None or key < best[0]:
                 best = (key, sm)
@@ -359,8 +362,9 @@ def _map_layers(layers, orders, pes, lanes, drain):
                 need = math.prod(sizes[x] for x in output_modes)
             raise ScheduleError(
                 f"layer {li} stage {si} (core {k}) needs granules of at least {need} outputs, "
-                f"more than the {pes} PEs or the {lanes} requantizer lanes: use a larger array "
-                f"or lower ranks")
+                f"more than the {pes} PEs or the {lanes} requantizer lanes, or more rows per "
+                f"tile than the {activation_lanes} activation lanes: use a larger array or "
+                f"lower ranks")
         sm = best[1]
         maps.append(sm)
         lane_order = sm.X + sm.rp
@@ -373,7 +377,7 @@ def _shapes(network_shapes):
 
 
 def build_schedule(network_shapes, orders, pes: int, requant_lanes: int,
-                   requant: str = "lut") -> Schedule:
+                   requant: str = "lut", activation_lanes: int | None = None) -> Schedule:
     """The schedule for fixed stage orders.
 
     Parameters
@@ -388,6 +392,8 @@ def build_schedule(network_shapes, orders, pes: int, requant_lanes: int,
         Requantizers in the drain: the largest granule.
     requant : "lut" or "dsp"
         How the requantizers multiply (:func:`drain_latency`).
+    activation_lanes : int, optional
+        The most rows a tile may read (activation lane registers); default any number.
     """
     drain = drain_latency(requant)
     shapes = _shapes(network_shapes)
@@ -397,12 +403,13 @@ def build_schedule(network_shapes, orders, pes: int, requant_lanes: int,
         raise ScheduleError(f"the array needs at least one PE and one requantizer lane, not "
                             f"{pes} PEs and {requant_lanes} lanes")
     maps, sizes, inp, outp = _map_layers(shapes, [tuple(o) for o in orders], pes, requant_lanes,
-                                         drain)
+                                         drain, activation_lanes)
     return Schedule(tuple(maps), pes, requant_lanes, sizes, inp, outp,
                     tuple(tuple(o) for o in orders), requant)
 
 
-def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[int, ...], ...]:
+def choose_orders(network_shapes, pes: int, requant_lanes: int,
+                  activation_lanes: int | None = None) -> tuple[tuple[int, ...], ...]:
     """The stage orders (one per layer) with the fewest cycles on this array; ties go to fewer
     MACs. Exhaustive over every layer's :func:`models.tt.valid_orders`. (How the requantizers
     multiply adds the same cycles to every stage, so it does not change the choice.)"""
@@ -410,7 +417,8 @@ def choose_orders(network_shapes, pes: int, requant_lanes: int) -> tuple[tuple[i
     best, error = None, None
     for orders in itertools.product(*(tt.valid_orders(len(n)) for n, _, _ in shapes)):
         try:
-            sched = build_schedule(shapes, orders, pes, requant_lanes)
+            sched = build_schedule(shapes, orders, pes, requant_lanes,
+                                   activation_lanes=activation_lanes)
         except ScheduleError as e:
             error = e
             continue
@@ -432,11 +440,12 @@ def _configured_orders(network_shapes, hardware) -> tuple[tuple[int, ...], ...]:
 
     def cycles(orders):
         try:
-            return build_schedule(shapes, orders, pes, lanes, hardware.requant_multipliers).cycles()
+            return build_schedule(shapes, orders, pes, lanes, hardware.requant_multipliers,
+                                  hardware.activation_lanes).cycles()
         except ScheduleError:
             return None
 
-    orders = list(choose_orders(shapes, pes, lanes))
+    orders = list(choose_orders(shapes, pes, lanes, hardware.activation_lanes))
     limit = cycles(orders) * (1 + hardware.order_slack)
     for li, (n, m, r) in enumerate(shapes):
         trial = orders[:li] + [tt.training_order(n, m, r)] + orders[li + 1:]
@@ -466,7 +475,7 @@ def network_cycles(network_shapes, hardware) -> int | None:
     try:
         orders = _configured_orders(network_shapes, hardware)
         return build_schedule(network_shapes, orders, pes, hardware.requant_lanes,
-                              hardware.requant_multipliers).cycles()
+                              hardware.requant_multipliers, hardware.activation_lanes).cycles()
     except ScheduleError:
         return None
 
@@ -476,4 +485,4 @@ def schedule_network(net, hardware) -> Schedule:
     shapes = [(layer.in_modes, layer.out_modes, layer.ranks) for layer in net.layers]
     return build_schedule(shapes, [layer.order for layer in net.layers],
                           hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes,
-                          hardware.requant_multipliers)
+                          hardware.requant_multipliers, hardware.activation_lanes)

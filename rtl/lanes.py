@@ -29,8 +29,8 @@ class ActivationLanes(wiring.Component):
 
     Every input is registered three times first, so all of it takes effect three cycles
     later (``latency``): the rows twice for all lanes and then once per ``ROW_COPY_LANES``
-    lanes, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and then once per
-    span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
+    lanes that take them, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and
+    then once per span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
     net spans the whole lane array or a long lane.
 
     Parameters
@@ -83,12 +83,24 @@ class ActivationLanes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # the rows twice for all lanes, then a copy per group of ROW_COPY_LANES lanes (of
-        # ``row`` for its even lanes, of ``row2`` for its odd ones); the controls once per
-        # group, once per lane and once per span of the lane
+        # the rows twice for all lanes, then a copy of ``row`` per ROW_COPY_LANES even lanes
+        # and of ``row2`` per ROW_COPY_LANES odd lanes; the controls once per ROW_COPY_LANES
+        # lanes, once per lane and once per span of the lane
         rows_1 = [delayed(m, r, self.latency - 1, f"row{k}_d")
                   for k, r in enumerate((self.row, self.row2))]
         copies, group_ctl = {}, {}
+        for k in (0, 1):
+            parity = range(k, len(self._widths), 2)
+            for first in range(0, len(parity), ROW_COPY_LANES):
+                lanes = parity[first:first + ROW_COPY_LANES]
+                group = [self._widths[lane] for lane in lanes]
+                width = [max(w[e] for w in group if e < len(w))
+                         for e in range(max(len(w) for w in group))]
+                copy = m.submodules[f"{REPLICA_PREFIX}_row{lanes[0]}"] = Replica(
+                    {f"e{e}": signed(b) for e, b in enumerate(width)})
+                m.d.comb += [copy.inp[f"e{e}"].eq(rows_1[k][e][:b].as_signed())
+                             for e, b in enumerate(width)]
+                copies.update((lane, copy.out) for lane in lanes)
         for first_lane in range(0, len(self._widths), ROW_COPY_LANES):
             ctl = m.submodules[f"{REPLICA_PREFIX}_ctl{first_lane}"] = Replica(
                 {"row_en": 1, "row2_en": 1, "row_lane": self.row_lane.shape(), "swap": 1,
@@ -96,21 +108,7 @@ class ActivationLanes(wiring.Component):
             m.d.comb += [ctl.inp.row_en.eq(self.row_en), ctl.inp.row2_en.eq(self.row2_en),
                          ctl.inp.row_lane.eq(self.row_lane),
                          ctl.inp.swap.eq(self.swap), ctl.inp.step.eq(self.step)]
-            lanes = range(first_lane, min(first_lane + ROW_COPY_LANES, len(self._widths)))
-            for k in (0, 1):
-                group = [self._widths[lane] for lane in lanes if lane % 2 == k]
-                if not group:
-                    continue
-                width = [max(w[e] for w in group if e < len(w))
-                         for e in range(max(len(w) for w in group))]
-                copy = m.submodules[f"{REPLICA_PREFIX}_row{first_lane + k}"] = Replica(
-                    {f"e{e}": signed(b) for e, b in enumerate(width)})
-                m.d.comb += [copy.inp[f"e{e}"].eq(rows_1[k][e][:b].as_signed())
-                             for e, b in enumerate(width)]
-                for lane in lanes:
-                    if lane % 2 == k:
-                        copies[lane] = copy.out
-            for lane in lanes:
+            for lane in range(first_lane, min(first_lane + ROW_COPY_LANES, len(self._widths))):
                 group_ctl[lane] = ctl.out
         for lane, widths in enumerate(self._widths):
             # the lane's copy of its controls, then a copy of that per span of elements

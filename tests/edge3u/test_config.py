@@ -56,6 +56,8 @@ def test_max_ranks_capped_by_the_reshape(fashion_config):
     ({"hardware__requant_multipliers": "dsp48"},
      r"hardware.requant_multipliers must be 'lut' or 'dsp', not 'dsp48'"),
     ({"hardware__order_slack": 1.5}, r"hardware.order_slack must be a number >= 0.0 and <= 1.0"),
+    ({"hardware__activation_lanes": 0},
+     r"hardware.activation_lanes must be an integer from 1 to 1024, not 0"),
     ({"train__low_precision": "yes"}, r"low_precision must be true or false, not 'yes'"),
 ])
 def test_bad_values_are_named(fashion_config, change, message):

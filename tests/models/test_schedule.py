@@ -99,7 +99,7 @@ def test_layers_keep_their_training_order_within_the_slack(slack, orders, cycles
     # the default network at rank 5: fc1 trains right to left, fc2 from its first core
     shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
     assert [tt.training_order(*s) for s in shapes] == [(3, 2, 1, 0), (0, 1)]
-    hw = HardwareConfig(requant_multipliers="dsp", order_slack=slack)
+    hw = HardwareConfig(requant_multipliers="dsp", order_slack=slack, activation_lanes=64)
     assert schedule.choose_orders(shapes, 320, 40) == ((0, 1, 2, 3), (1, 0))
     # fc1's training order costs 2 cycles (0.2 %); fc2's would cost 49 and is not taken
     assert schedule.build_schedule(shapes, [(3, 2, 1, 0), (0, 1)], 320, 40, "dsp").cycles() \
@@ -108,3 +108,17 @@ def test_layers_keep_their_training_order_within_the_slack(slack, orders, cycles
               for name, (n, m, r) in zip(("fc1", "fc2"), shapes)]
     assert tuple(schedule.hardware_orders(layers, hw).values()) == orders
     assert schedule.network_cycles(shapes, hw) == cycles
+
+
+def test_tiles_read_at_most_the_activation_lanes():
+    shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
+    orders = [(3, 2, 1, 0), (1, 0)]
+    free = schedule.build_schedule(shapes, orders, 320, 40, "dsp")
+    capped = schedule.build_schedule(shapes, orders, 320, 40, "dsp", activation_lanes=32)
+    # fc1's last stage: 8 granules of 32 from 64 rows a tile, or 4 from 32 in 6 cycles more
+    assert (free.stages[3].lanes, free.stages[3].q) == (64, 8)
+    assert (capped.stages[3].lanes, capped.stages[3].q) == (32, 4)
+    assert capped.stages[3].cycles() - free.stages[3].cycles() == 6
+    assert max(s.lanes for s in capped.stages) == 32 and capped.cycles() == 1134
+    with pytest.raises(schedule.ScheduleError, match="than the 2 activation lanes"):
+        schedule.build_schedule(shapes, orders, 320, 40, "dsp", activation_lanes=2)
