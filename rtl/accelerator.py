@@ -8,8 +8,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from edge3u.models.schedule import (MAC_LATENCY, ROW_LATENCY, ROWS_PER_READ, argmax_cycles,
-                                    drain_latency, read_cycles)
+from edge3u.models.schedule import MAC_LATENCY, ROW_LATENCY, argmax_cycles, drain_latency
 from edge3u.rtl.argmax import argmax_tree
 from edge3u.rtl.delay import delayed
 from edge3u.rtl.lanes import ActivationLanes
@@ -108,7 +107,7 @@ class Accelerator(wiring.Component):
             "weight_base": range(max(2, len(p.weight_words))),
             "window_last": range(max(2, max(t.window_last for t in p.tiles) + 1)),
             # the last cycle of the prologue before the tile and of the epilogue after it
-            "prologue_last": range(read_cycles(max(t.reads for t in p.tiles)) + ROW_LATENCY),
+            "prologue_last": range(max(t.reads for t in p.tiles) + ROW_LATENCY),
             "epilogue_last": range(max(t.writes for t in p.tiles) + epilogue_extra + 1),
             "stage_end": 1, "network_end": 1,
         })
@@ -117,8 +116,7 @@ class Accelerator(wiring.Component):
                     "network_end": 1}
         entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
                     "writes": t.writes, "weight_base": t.weight_base,
-                    "window_last": t.window_last,
-                    "prologue_last": read_cycles(t.reads) + ROW_LATENCY - 1,
+                    "window_last": t.window_last, "prologue_last": t.reads + ROW_LATENCY - 1,
                     "epilogue_last": t.writes + epilogue_extra, "stage_end": t.stage_end,
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
@@ -179,54 +177,40 @@ class Accelerator(wiring.Component):
                 with m.Case(j):
                     m.d.sync += [inner.eq(s.inner), has_bias.eq(s.has_bias)]
 
-        # reader: rows of the next tile into the shadow lanes, two per cycle (ROWS_PER_READ):
-        # row rd_addr into lane rd_lane (even) through each buffer's first read port, and the
-        # row after it into the next lane through the second
-        assert ROWS_PER_READ == 2, "the reader is written for two rows per cycle"
-        # (at least two bits, so "two rows or more left" is never a constant)
-        rd_left = Signal(range(max(3, max(t.reads for t in p.tiles) + 1)), name="rd_left")
+        # reader: rows of the next tile into the shadow lanes
+        rd_left = Signal.like(cur_e.reads)
         rd_addr = Signal(range(max(2, *p.buffer_rows)))
-        rd_addr2 = Signal(range(max(2, *p.buffer_rows) + 1))  # rd_addr + 1, a register
         rd_lane = Signal(range(max(2, p.lanes)))
-        read_ports = [[buf.read_port() for buf in buffers] for _ in range(ROWS_PER_READ)]
-        m.d.comb += [rp.addr.eq(addr) for ports, addr in zip(read_ports, (rd_addr, rd_addr2))
-                     for rp in ports]
+        read_ports = [buf.read_port() for buf in buffers]
+        m.d.comb += [rp.addr.eq(rd_addr) for rp in read_ports]
         # The read word goes straight into a register beside the block RAM (ROW_LATENCY),
         # which synthesis folds into the block RAM (edge3u/bram_fold.py). A stage reads only
         # its source buffer and writes only another, so no row is read as it is written.
-        words = [[Signal.like(rp.data, name=f"row_word{i}_{k}", reset_less=True)
-                  for i, rp in enumerate(ports)] for k, ports in enumerate(read_ports)]
-        m.d.sync += [w.eq(rp.data) for ws, ports in zip(words, read_ports)
-                     for w, rp in zip(ws, ports)]
+        words = [Signal.like(rp.data, name=f"row_word{i}", reset_less=True)
+                 for i, rp in enumerate(read_ports)]
+        m.d.sync += [w.eq(rp.data) for w, rp in zip(words, read_ports)]
         rd_valid = delayed(m, rd_left != 0, ROW_LATENCY, "rd_valid")
-        rd_valid2 = delayed(m, rd_left > 1, ROW_LATENCY, "rd_valid2")
         rd_lane_d = delayed(m, rd_lane, ROW_LATENCY, "rd_lane")
-        with m.If(rd_left > 1):
-            m.d.sync += [rd_left.eq(rd_left - 2), rd_addr.eq(rd_addr + 2),
-                         rd_addr2.eq(rd_addr2 + 2), rd_lane.eq(rd_lane + 2)]
-        with m.Elif(rd_left != 0):
-            m.d.sync += rd_left.eq(0)
+        with m.If(rd_left != 0):
+            m.d.sync += [rd_left.eq(rd_left - 1), rd_addr.eq(rd_addr + 1), rd_lane.eq(rd_lane + 1)]
 
         def arm_reader(entry):
-            m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row),
-                         rd_addr2.eq(entry.first_row + 1), rd_lane.eq(0)]
+            m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
 
-        m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row2_en.eq(rd_valid2),
-                     lanes.row_lane.eq(rd_lane_d)]
-        # the rows' elements by stage: one level of logic before the lanes' row registers
-        for k, row in enumerate((lanes.row, lanes.row2)):
-            elements = [[] for _ in range(max(s.inner for s in p.stages))]
-            for j, s in enumerate(p.stages):
-                bits, word = s.in_bits, words[k][s.src]
-                for e in range(s.inner):
-                    raw = word[e * bits:(e + 1) * bits]
-                    value = raw.as_signed() if s.in_signed else raw
-                    elements[e].append(Mux(stage_hot[j], value, 0))  # unsigned: zero-extend
-            for e, terms in enumerate(elements):
-                total = terms[0]
-                for term in terms[1:]:
-                    total = total | term
-                m.d.comb += row[e].eq(total)
+        m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
+        # the row's elements by stage: one level of logic before the lanes' row register
+        elements = [[] for _ in range(max(s.inner for s in p.stages))]
+        for j, s in enumerate(p.stages):
+            bits, word = s.in_bits, words[s.src]
+            for e in range(s.inner):
+                raw = word[e * bits:(e + 1) * bits]
+                value = raw.as_signed() if s.in_signed else raw
+                elements[e].append(Mux(stage_hot[j], value, 0))  # unsigned ones zero-extend
+        for e, terms in enumerate(elements):
+            total = terms[0]
+            for term in terms[1:]:
+                total = total | term
+            m.d.comb += lanes.row[e].eq(total)
 
         # compute: the weight word and the operands of the same window cycle reach the array
         # together, WEIGHT_LATENCY cycles behind the window counter
@@ -343,7 +327,7 @@ class Accelerator(wiring.Component):
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]
                     m.d.sync += [rd_left.eq(first_tile.reads), rd_addr.eq(first_tile.first_row),
-                                 rd_addr2.eq(first_tile.first_row + 1), rd_lane.eq(0)]
+                                 rd_lane.eq(0)]
             with m.Case(prologue):
                 with m.If(phase_end):
                     enter_window(cur_e, nxt_e, Const(0, 1))
