@@ -353,9 +353,10 @@ def _map_layers(layers, orders, pes, lanes, drain, activation_lanes):
                 need = math.prod(sizes[x] for x in output_modes)
             raise ScheduleError(
                 f"layer {li} stage {si} (core {k}) needs granules of at least {need} outputs, "
-                f"more than the {pes} PEs or the {lanes} requantizer lanes, or more rows per "
-                f"tile than the {activation_lanes} activation lanes: use a larger array or "
-                f"lower ranks")
+                f"more than the {pes} PEs or the {lanes} requantizer lanes"
+                + ("" if activation_lanes is None else f", or more rows per tile than the "
+                   f"{activation_lanes} activation lanes")
+                + ": use a larger array or lower ranks")
         sm = best[1]
         maps.append(sm)
         lane_order = sm.X + sm.rp

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edge3u.models.golden import MULTIPLIER_BITS
-from edge3u.models.schedule import REQUANT_MULTIPLIERS, product_stages
+from edge3u.models.schedule import product_stages
 from edge3u.rtl.delay import delayed
 from edge3u.rtl.replica import REPLICA_PREFIX, Replica
 
@@ -63,11 +63,8 @@ class Requantizer(wiring.Component):
     """Cycles ``stage`` must hold its value before the first value of that stage."""
 
     def __init__(self, acc_bits: int, code_bits: int, specs, multiplier: str = "lut"):
-        if multiplier not in REQUANT_MULTIPLIERS:
-            raise ValueError(f"requantizer multiplier must be one of "
-                             f"{', '.join(REQUANT_MULTIPLIERS)}, not {multiplier!r}")
+        self.product_stages = product_stages(multiplier)  # refuses an unknown multiplier
         self.multiplier = multiplier
-        self.product_stages = product_stages(multiplier)
         #: Cycles from an input to its code: the bias, the multiply, the round, the clamp.
         self.latency = self.product_stages + 3
         if not specs:
