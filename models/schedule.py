@@ -12,8 +12,8 @@ The dataflow (``docs/hardware.md`` explains it with pictures in words):
   the reshape between stages, done by the write address, never by a copy pass.
 * A *tile* is ``q`` granules computed at once by ``q * g <= P`` PEs, output stationary: every PE
   owns one output and accumulates it over ``inner`` cycles. While a tile computes, the rows of
-  the next tile are read into shadow lane registers (``ROWS_PER_READ`` rows per cycle) and the
-  previous tile is drained (one granule per cycle through the requantizers).
+  the next tile are read into shadow lane registers and the previous tile is drained (one granule
+  per cycle through the requantizers).
 
 Everything the hardware needs per stage (which PE computes which output, which lane feeds it,
 where each granule is written) follows from the :class:`StageMap` objects built here, and
@@ -32,15 +32,12 @@ from edge3u.models.golden import MULTIPLIER_BITS
 
 __all__ = ["ScheduleError", "StageMap", "Schedule", "build_schedule", "choose_orders",
            "hardware_orders", "schedule_network", "network_cycles", "MAC_LATENCY", "DRAIN_LATENCY",
-           "ROW_LATENCY", "ROWS_PER_READ", "read_cycles", "REQUANT_MULTIPLIERS", "product_stages",
-           "drain_latency", "argmax_cycles"]
+           "ROW_LATENCY", "REQUANT_MULTIPLIERS", "product_stages", "drain_latency",
+           "argmax_cycles"]
 
 #: Cycles from a row's read address until the row reaches the lanes' input: the block RAM's
 #: read, then the register beside it (a block RAM's output is slow).
 ROW_LATENCY = 2
-#: Rows the reader takes from the source buffer per cycle: every buffer word holds two rows,
-#: and every tile's first row is the first of a word (``rtl/program.py`` pads the rows).
-ROWS_PER_READ = 2
 #: Cycles from a tile boundary until the finished tile is in the drain register (the weight
 #: ROM slices' three address registers, the weight ROM's read, the PE array's two input
 #: registers, the PE's term, product and accumulator registers; the activation lanes' three
@@ -68,11 +65,6 @@ def product_stages(requant: str) -> int:
 def drain_latency(requant: str) -> int:
     """:data:`DRAIN_LATENCY` for requantizers whose multiplies are ``requant``."""
     return DRAIN_LATENCY - product_stages("lut") + product_stages(requant)
-
-
-def read_cycles(rows: int) -> int:
-    """Cycles the reader takes to issue the reads of ``rows`` rows."""
-    return -(-rows // ROWS_PER_READ)
 
 
 def argmax_cycles(classes: int) -> int:
@@ -216,8 +208,7 @@ class StageMap:
         io = self.tile_io()
         out = []
         for t in range(len(io)):
-            nxt = (read_cycles(io[t + 1][0]) + ROW_LATENCY
-                   if t + 1 < len(io) and io[t + 1][0] else 0)
+            nxt = io[t + 1][0] + ROW_LATENCY if t + 1 < len(io) and io[t + 1][0] else 0
             prev = io[t - 1][1] if t else 0
             out.append(max(self.n_inner, nxt, prev))
         return out
@@ -225,8 +216,8 @@ class StageMap:
     def cycles(self) -> int:
         """Cycles of the stage: prologue read, the tile windows, the final drain."""
         io = self.tile_io()
-        return (read_cycles(io[0][0]) + ROW_LATENCY + sum(self.windows()) + MAC_LATENCY
-                + io[-1][1] + self.drain)
+        return (io[0][0] + ROW_LATENCY + sum(self.windows()) + MAC_LATENCY + io[-1][1]
+                + self.drain)
 
     def bound(self, pes: int) -> int:
         return -(-self.macs // pes)

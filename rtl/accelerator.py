@@ -8,8 +8,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from edge3u.models.schedule import (MAC_LATENCY, ROW_LATENCY, ROWS_PER_READ, argmax_cycles,
-                                    drain_latency, read_cycles)
+from edge3u.models.schedule import MAC_LATENCY, ROW_LATENCY, argmax_cycles, drain_latency
 from edge3u.rtl.argmax import argmax_tree
 from edge3u.rtl.delay import delayed
 from edge3u.rtl.lanes import ActivationLanes
@@ -48,9 +47,8 @@ class Accelerator(wiring.Component):
     done : Out(1)
         One cycle: ``logits`` and ``cls`` are valid (they stay valid until the next start).
     load_addr, load_lane, load_data, load_en : In
-        Input buffer write port: word and lane in the word (``Program.input_table``), one pixel
-        per cycle, written at the next clock edge, so ``start`` may come in the cycle after
-        the last pixel.
+        Input buffer write port (one pixel per cycle, written at the next clock edge, so
+        ``start`` may come in the cycle after the last pixel).
     logits : Out(ArrayLayout(signed(acc_bits), classes))
     cls : Out(range(classes))
 
@@ -68,8 +66,8 @@ class Accelerator(wiring.Component):
         p = program
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
-            "load_addr": In(range(max(2, p.buffer_words[0]))),
-            "load_lane": In(range(max(2, ROWS_PER_READ * p.buffer_lanes[0]))),
+            "load_addr": In(range(max(2, p.buffer_rows[0]))),
+            "load_lane": In(range(max(2, p.buffer_lanes[0]))),
             "load_data": In(unsigned(p.input_bits)), "load_en": In(1),
             "logits": Out(data.ArrayLayout(signed(p.acc_bits), p.classes)),
             "cls": Out(range(max(2, p.classes))),
@@ -81,18 +79,11 @@ class Accelerator(wiring.Component):
         S, P, G, A = p.stage_count, p.pes, p.requant_lanes, p.acc_bits
 
         # ---------------------------------------------------------------- memories
-        # Every buffer word holds ROWS_PER_READ rows: the reader takes them in one read. The
-        # words are wide and few, which synthesis would put in LUT RAM (for the default design
-        # 920 RAM cells and 7,300 more logic cells on the 85F); in block RAM the read register
-        # folds in, as for every other memory.
-        K = ROWS_PER_READ
-        ram = {"ram_style": "block"}
-        buffers = [memory.Memory(shape=unsigned(K * p.buffer_lanes[0] * p.input_bits),
-                                 depth=max(2, p.buffer_words[0]), init=[], attrs=ram)]
+        buffers = [memory.Memory(shape=unsigned(p.buffer_lanes[0] * p.input_bits),
+                                 depth=max(2, p.buffer_rows[0]), init=[])]
         for b in (1, 2):
-            buffers.append(memory.Memory(
-                shape=unsigned(K * p.buffer_lanes[b] * p.activation_bits),
-                depth=max(2, p.buffer_words[b]), init=[], attrs=ram))
+            buffers.append(memory.Memory(shape=unsigned(p.buffer_lanes[b] * p.activation_bits),
+                                         depth=max(2, p.buffer_rows[b]), init=[]))
         # The weight ROM in slices, one per PE row, and the bias ROM in one per requantizer
         # lane, each beside its user with its own copy of the address.
         C = self.cols
@@ -111,21 +102,21 @@ class Accelerator(wiring.Component):
         tile_layout = data.StructLayout({
             "stage": range(S + 1),
             "reads": range(max(t.reads for t in p.tiles) + 1),
-            "first_word": range(max(2, max(t.first_word for t in p.tiles) + 1)),
+            "first_row": range(max(2, max(t.first_row for t in p.tiles) + 1)),
             "writes": range(max(t.writes for t in p.tiles) + 1),
             "weight_base": range(max(2, len(p.weight_words))),
             "window_last": range(max(2, max(t.window_last for t in p.tiles) + 1)),
             # the last cycle of the prologue before the tile and of the epilogue after it
-            "prologue_last": range(read_cycles(max(t.reads for t in p.tiles)) + ROW_LATENCY),
+            "prologue_last": range(max(t.reads for t in p.tiles) + ROW_LATENCY),
             "epilogue_last": range(max(t.writes for t in p.tiles) + epilogue_extra + 1),
             "stage_end": 1, "network_end": 1,
         })
-        sentinel = {"stage": S, "reads": 0, "first_word": 0, "writes": 0, "weight_base": 0,
+        sentinel = {"stage": S, "reads": 0, "first_row": 0, "writes": 0, "weight_base": 0,
                     "window_last": 0, "prologue_last": 0, "epilogue_last": 0, "stage_end": 1,
                     "network_end": 1}
-        entries = [{"stage": t.stage, "reads": t.reads, "first_word": t.first_word,
-                    "writes": t.writes, "weight_base": t.weight_base, "window_last": t.window_last,
-                    "prologue_last": read_cycles(t.reads) + ROW_LATENCY - 1,
+        entries = [{"stage": t.stage, "reads": t.reads, "first_row": t.first_row,
+                    "writes": t.writes, "weight_base": t.weight_base,
+                    "window_last": t.window_last, "prologue_last": t.reads + ROW_LATENCY - 1,
                     "epilogue_last": t.writes + epilogue_extra, "stage_end": t.stage_end,
                     "network_end": t.network_end} for t in p.tiles]
         entries += [sentinel] * 3
@@ -186,12 +177,9 @@ class Accelerator(wiring.Component):
                 with m.Case(j):
                     m.d.sync += [inner.eq(s.inner), has_bias.eq(s.has_bias)]
 
-        # reader: rows of the next tile into the shadow lanes, a word of two rows per cycle:
-        # the first row of word rd_addr into the even lane rd_lane, the second into the next
-        assert K == 2, "the lanes take two rows per cycle"
-        # (at least two bits, so "two rows or more left" is never a constant)
-        rd_left = Signal(range(max(3, max(t.reads for t in p.tiles) + 1)), name="rd_left")
-        rd_addr = Signal(range(max(2, *p.buffer_words)))
+        # reader: rows of the next tile into the shadow lanes
+        rd_left = Signal.like(cur_e.reads)
+        rd_addr = Signal(range(max(2, *p.buffer_rows)))
         rd_lane = Signal(range(max(2, p.lanes)))
         read_ports = [buf.read_port() for buf in buffers]
         m.d.comb += [rp.addr.eq(rd_addr) for rp in read_ports]
@@ -202,34 +190,27 @@ class Accelerator(wiring.Component):
                  for i, rp in enumerate(read_ports)]
         m.d.sync += [w.eq(rp.data) for w, rp in zip(words, read_ports)]
         rd_valid = delayed(m, rd_left != 0, ROW_LATENCY, "rd_valid")
-        rd_valid2 = delayed(m, rd_left > 1, ROW_LATENCY, "rd_valid2")
         rd_lane_d = delayed(m, rd_lane, ROW_LATENCY, "rd_lane")
-        with m.If(rd_left > 1):
-            m.d.sync += [rd_left.eq(rd_left - 2), rd_addr.eq(rd_addr + 1),
-                         rd_lane.eq(rd_lane + 2)]
-        with m.Elif(rd_left != 0):
-            m.d.sync += rd_left.eq(0)
+        with m.If(rd_left != 0):
+            m.d.sync += [rd_left.eq(rd_left - 1), rd_addr.eq(rd_addr + 1), rd_lane.eq(rd_lane + 1)]
 
         def arm_reader(entry):
-            m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_word), rd_lane.eq(0)]
+            m.d.sync += [rd_left.eq(entry.reads), rd_addr.eq(entry.first_row), rd_lane.eq(0)]
 
-        m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row2_en.eq(rd_valid2),
-                     lanes.row_lane.eq(rd_lane_d)]
-        # the rows' elements by stage: one level of logic before the lanes' row registers
-        for k, row in enumerate((lanes.row, lanes.row2)):
-            elements = [[] for _ in range(max(s.inner for s in p.stages))]
-            for j, s in enumerate(p.stages):
-                bits, word = s.in_bits, words[s.src]
-                base = k * p.buffer_lanes[s.src] * bits
-                for e in range(s.inner):
-                    raw = word[base + e * bits:base + (e + 1) * bits]
-                    value = raw.as_signed() if s.in_signed else raw
-                    elements[e].append(Mux(stage_hot[j], value, 0))  # unsigned: zero-extend
-            for e, terms in enumerate(elements):
-                total = terms[0]
-                for term in terms[1:]:
-                    total = total | term
-                m.d.comb += row[e].eq(total)
+        m.d.comb += [lanes.row_en.eq(rd_valid), lanes.row_lane.eq(rd_lane_d)]
+        # the row's elements by stage: one level of logic before the lanes' row register
+        elements = [[] for _ in range(max(s.inner for s in p.stages))]
+        for j, s in enumerate(p.stages):
+            bits, word = s.in_bits, words[s.src]
+            for e in range(s.inner):
+                raw = word[e * bits:(e + 1) * bits]
+                value = raw.as_signed() if s.in_signed else raw
+                elements[e].append(Mux(stage_hot[j], value, 0))  # unsigned ones zero-extend
+        for e, terms in enumerate(elements):
+            total = terms[0]
+            for term in terms[1:]:
+                total = total | term
+            m.d.comb += lanes.row[e].eq(total)
 
         # compute: the weight word and the operands of the same window cycle reach the array
         # together, WEIGHT_LATENCY cycles behind the window counter
@@ -345,8 +326,8 @@ class Accelerator(wiring.Component):
                     m.d.sync += [reg.eq(tile_layout.const(entries[k]))
                                  for k, reg in enumerate((cur_e, nxt_e, nn_e))]
                     first_tile = p.tiles[0]
-                    m.d.sync += [rd_left.eq(first_tile.reads),
-                                 rd_addr.eq(first_tile.first_word), rd_lane.eq(0)]
+                    m.d.sync += [rd_left.eq(first_tile.reads), rd_addr.eq(first_tile.first_row),
+                                 rd_lane.eq(0)]
             with m.Case(prologue):
                 with m.If(phase_end):
                     enter_window(cur_e, nxt_e, Const(0, 1))
@@ -376,8 +357,8 @@ class Accelerator(wiring.Component):
         # registered, as the drain's write ports are: the pixel lands a cycle after it is
         # given, which the start (itself a cycle after the last pixel) leaves time for
         m.d.sync += [lw.addr.eq(self.load_addr),
-                     lw.data.eq(Cat(*[self.load_data] * (K * p.buffer_lanes[0]))),
-                     lw.en.eq((self.load_en << self.load_lane)[:K * p.buffer_lanes[0]])]
+                     lw.data.eq(Cat(*[self.load_data] * p.buffer_lanes[0])),
+                     lw.en.eq((self.load_en << self.load_lane)[:p.buffer_lanes[0]])]
         self.probes["writes"] = {b: (wp.addr, wp.en) for b, wp in buffer_writes.items()}
         return m
 
@@ -394,18 +375,15 @@ class Accelerator(wiring.Component):
                     m.d.sync += self.logits[cls].eq(requant[e].logit)
 
     def _place(self, m, s, p, requant, block, write_ports):
-        """Write the drained granule: block ``slot * x_hi + b`` is lanes ``b * g .. b * g + g -
-        1`` of row ``slot`` of the word."""
+        """Write the drained granule: lanes ``block * g .. block * g + g - 1`` of the row."""
         g = s.granule
         wp = write_ports[s.dst]
         bits = p.activation_bits
         with m.Switch(block):
-            for k in range(ROWS_PER_READ * s.x_hi):
-                slot, b = divmod(k, s.x_hi)
-                first = slot * s.row_lanes + b * g
-                with m.Case(k):
+            for b in range(s.x_hi):
+                with m.Case(b):
                     for e in range(g):
-                        lane = first + e
+                        lane = b * g + e
                         m.d.comb += wp.data[lane * bits:(lane + 1) * bits].eq(requant[e].code)
-                    m.d.comb += wp.en.eq(((1 << g) - 1) << first)
+                    m.d.comb += wp.en.eq(((1 << g) - 1) << (b * g))
 

@@ -48,7 +48,7 @@ def hex_files(program: Program) -> dict[str, str]:
     bits of a word). Layouts: ``docs/hardware.md``."""
     p = program
     tile_fields = [("stage", p.stage_count + 1), ("reads", max(t.reads for t in p.tiles) + 1),
-                   ("first_word", max(t.first_word for t in p.tiles) + 1),
+                   ("first_row", max(t.first_row for t in p.tiles) + 1),
                    ("writes", max(t.writes for t in p.tiles) + 1),
                    ("weight_base", len(p.weight_words)),
                    ("window_last", max(t.window_last for t in p.tiles) + 1)]

@@ -21,16 +21,14 @@ class ActivationLanes(wiring.Component):
     """Shadow and active registers for every activation lane.
 
     Rows for the next tile are written into the shadow registers while the current tile
-    computes from the active ones, two at a time: ``row`` into the even lane ``row_lane`` and
-    ``row2`` into the odd lane after it (each lane takes rows from one input only, so loading
-    two rows costs no multiplexer). ``swap`` copies shadow to active (a tile boundary);
-    ``step`` moves every active lane on by one element. ``heads`` is each lane's front element
-    (the PE array routes and registers it, in step with the weight ROM's registered read).
+    computes from the active ones. ``swap`` copies shadow to active (a tile boundary); ``step``
+    moves every active lane on by one element. ``heads`` is each lane's front element (the PE
+    array routes and registers it, in step with the weight ROM's registered read).
 
     Every input is registered three times first, so all of it takes effect three cycles
-    later (``latency``): the rows twice for all lanes and then once per ``ROW_COPY_LANES``
-    lanes that take them, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and
-    then once per span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
+    later (``latency``): the row twice for all lanes and then once per ``ROW_COPY_LANES``
+    lanes, the controls once per ``ROW_COPY_LANES`` lanes, once per lane and then once per
+    span of ``CONTROL_SPAN`` elements of the lane, in a :class:`Replica` each, so no control
     net spans the whole lane array or a long lane.
 
     Parameters
@@ -48,10 +46,9 @@ class ActivationLanes(wiring.Component):
 
     Members
     -------
-    row, row2 : In(ArrayLayout(signed(element_bits), max(capacity)))
+    row : In(ArrayLayout(signed(element_bits), max(capacity)))
     row_lane : In(range(lanes))
-        Even: ``row`` is for this lane, ``row2`` for the next.
-    row_en, row2_en : In(1)
+    row_en : In(1)
     swap, step : In(1)
     heads : Out(ArrayLayout(signed(element_bits), lanes))
     """
@@ -72,8 +69,7 @@ class ActivationLanes(wiring.Component):
         self._bits, self._capacity, self._widths = element_bits, capacity, widths
         super().__init__({
             "row": In(data.ArrayLayout(signed(element_bits), max(capacity))),
-            "row2": In(data.ArrayLayout(signed(element_bits), max(capacity))),
-            "row_lane": In(range(max(2, len(capacity)))), "row_en": In(1), "row2_en": In(1),
+            "row_lane": In(range(max(2, len(capacity)))), "row_en": In(1),
             "swap": In(1), "step": In(1),
             "heads": Out(data.ArrayLayout(signed(element_bits), len(capacity))),
         })
@@ -83,41 +79,30 @@ class ActivationLanes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # the rows twice for all lanes, then a copy of ``row`` per ROW_COPY_LANES even lanes
-        # and of ``row2`` per ROW_COPY_LANES odd lanes; the controls once per ROW_COPY_LANES
-        # lanes, once per lane and once per span of the lane
-        rows_1 = [delayed(m, r, self.latency - 1, f"row{k}_d")
-                  for k, r in enumerate((self.row, self.row2))]
+        # the row twice for all lanes, then a copy per group of ROW_COPY_LANES lanes; the
+        # controls once per group, once per lane and once per span of the lane
+        row_1 = delayed(m, self.row, self.latency - 1, "row_d")
         copies, group_ctl = {}, {}
-        for k in (0, 1):
-            parity = range(k, len(self._widths), 2)
-            for first in range(0, len(parity), ROW_COPY_LANES):
-                lanes = parity[first:first + ROW_COPY_LANES]
-                group = [self._widths[lane] for lane in lanes]
-                width = [max(w[e] for w in group if e < len(w))
-                         for e in range(max(len(w) for w in group))]
-                copy = m.submodules[f"{REPLICA_PREFIX}_row{lanes[0]}"] = Replica(
-                    {f"e{e}": signed(b) for e, b in enumerate(width)})
-                m.d.comb += [copy.inp[f"e{e}"].eq(rows_1[k][e][:b].as_signed())
-                             for e, b in enumerate(width)]
-                copies.update((lane, copy.out) for lane in lanes)
         for first_lane in range(0, len(self._widths), ROW_COPY_LANES):
             ctl = m.submodules[f"{REPLICA_PREFIX}_ctl{first_lane}"] = Replica(
-                {"row_en": 1, "row2_en": 1, "row_lane": self.row_lane.shape(), "swap": 1,
-                 "step": 1})
-            m.d.comb += [ctl.inp.row_en.eq(self.row_en), ctl.inp.row2_en.eq(self.row2_en),
-                         ctl.inp.row_lane.eq(self.row_lane),
+                {"row_en": 1, "row_lane": self.row_lane.shape(), "swap": 1, "step": 1})
+            m.d.comb += [ctl.inp.row_en.eq(self.row_en), ctl.inp.row_lane.eq(self.row_lane),
                          ctl.inp.swap.eq(self.swap), ctl.inp.step.eq(self.step)]
-            for lane in range(first_lane, min(first_lane + ROW_COPY_LANES, len(self._widths))):
-                group_ctl[lane] = ctl.out
+            group = self._widths[first_lane:first_lane + ROW_COPY_LANES]
+            width = [max(w[e] for w in group if e < len(w))
+                     for e in range(max(len(w) for w in group))]
+            copy = m.submodules[f"{REPLICA_PREFIX}_row{first_lane}"] = Replica(
+                {f"e{e}": signed(b) for e, b in enumerate(width)})
+            m.d.comb += [copy.inp[f"e{e}"].eq(row_1[e][:b].as_signed())
+                         for e, b in enumerate(width)]
+            for lane in range(first_lane, first_lane + len(group)):
+                copies[lane], group_ctl[lane] = copy.out, ctl.out
         for lane, widths in enumerate(self._widths):
             # the lane's copy of its controls, then a copy of that per span of elements
             own = m.submodules[f"{REPLICA_PREFIX}{lane}"] = Replica(
                 {"load": 1, "swap": 1, "step": 1})
             g = group_ctl[lane]
-            load = (g.row2_en & (g.row_lane == lane - 1)) if lane % 2 else \
-                (g.row_en & (g.row_lane == lane))
-            m.d.comb += [own.inp.load.eq(load),
+            m.d.comb += [own.inp.load.eq(g.row_en & (g.row_lane == lane)),
                          own.inp.swap.eq(g.swap), own.inp.step.eq(g.step)]
             shadow = [Signal(signed(b), name=f"shadow{lane}_{e}") for e, b in enumerate(widths)]
             active = [Signal(signed(b), name=f"active{lane}_{e}") for e, b in enumerate(widths)]

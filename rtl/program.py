@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from edge3u.models.golden import IntNetwork
-from edge3u.models.schedule import ROWS_PER_READ, Schedule, StageMap
+from edge3u.models.schedule import Schedule
 from edge3u.rtl.layout import Layout, buffer_of_stage, build_layout
 
-__all__ = ["Tile", "StageConsts", "Program", "build_program", "row_pitch", "word_slot", "signed_bits",
-           "pack", "unpack"]
+__all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits", "pack", "unpack"]
 
 
 def pack(values, bits: int) -> int:
@@ -43,7 +42,7 @@ class Tile:
     """One entry of the tile table: what the sequencer does around one tile."""
     stage: int        # global stage index
     reads: int        # rows read into the lane registers before the tile
-    first_word: int   # the buffer word holding the first of them (then consecutive words)
+    first_row: int    # first of those rows (consecutive addresses)
     writes: int       # granules drained after the tile
     weight_base: int  # weight ROM address of the tile's first inner cycle
     window_last: int  # the tile's window is cycles 0 .. window_last (StageMap.windows)
@@ -61,7 +60,6 @@ class StageConsts:
     in_signed: bool
     granule: int
     x_hi: int                # lane blocks of a written row
-    row_lanes: int           # lanes of a row in the buffer written (a word holds 2 rows)
     lane_of_pe: tuple        # activation lane feeding each PE (-1 idle)
     multiplier: int          # 0 when the stage keeps the accumulator (logits)
     shift: int
@@ -87,9 +85,9 @@ class Program:
     stages: tuple
     tiles: tuple
     weight_words: list = field(repr=False)   # per address: tuple of P signed codes
-    write_table: list = field(repr=False)    # per granule: (word address, lane block)
+    write_table: list = field(repr=False)    # per granule: (row address, lane block)
     bias_words: list = field(repr=False)     # per layer-end granule: tuple of g biases
-    input_table: list = field(repr=False)    # per pixel: (word address, lane in the word)
+    input_table: list = field(repr=False)    # per pixel: (row address, lane)
     logit_class: tuple = ()
 
     @property
@@ -101,24 +99,12 @@ class Program:
         return len(self.logit_class)
 
     @property
-    def buffer_words(self) -> tuple:
-        """Words of the buffers (input, A, B): every word holds ``ROWS_PER_READ`` rows."""
-        words = [1, 1, 1]
-        for j, sm in enumerate(self.schedule.stages):
-            src = buffer_of_stage(j)[0]
-            words[src] = max(words[src], -(-sm.rows // sm.lanes) * row_pitch(sm) // ROWS_PER_READ)
-        return tuple(words)
+    def buffer_rows(self) -> tuple:
+        return self.layout.buffer_rows
 
     @property
     def buffer_lanes(self) -> tuple:
-        """Lanes of one row of the buffers (input, A, B); a word has ``ROWS_PER_READ`` rows."""
         return self.layout.buffer_lanes
-
-    def word_of(self, j: int, row: int, lane: int) -> tuple[int, int]:
-        """Where element ``lane`` of row ``row`` that stage ``j`` reads sits in its buffer:
-        ``(word address, lane in the word)``."""
-        word, slot = word_slot(self.schedule.stages[j], row)
-        return word, slot * self.buffer_lanes[buffer_of_stage(j)[0]] + lane
 
     @property
     def stage_count(self) -> int:
@@ -126,11 +112,11 @@ class Program:
 
     def memory_bits(self) -> dict:
         """On-chip memory bits, by memory."""
-        p, k = self, ROWS_PER_READ
+        p = self
         return {
             "weights": len(p.weight_words) * p.pes * p.weight_bits,
-            "input_buffer": p.buffer_words[0] * k * p.buffer_lanes[0] * p.input_bits,
-            "activation_buffers": sum(p.buffer_words[i] * k * p.buffer_lanes[i]
+            "input_buffer": p.buffer_rows[0] * p.buffer_lanes[0] * p.input_bits,
+            "activation_buffers": sum(p.buffer_rows[i] * p.buffer_lanes[i]
                                       for i in (1, 2)) * p.activation_bits,
             "lane_registers": 2 * sum(sum(widths) for widths in p.lane_bits),
             "write_table": len(p.write_table) * (self.row_bits + self.block_bits),
@@ -140,63 +126,27 @@ class Program:
 
     @property
     def row_bits(self) -> int:
-        """Bits of a write table entry's word address."""
-        return max(1, max(self.buffer_words[1:]) - 1).bit_length()
+        return max(1, max(self.buffer_rows[1:]) - 1).bit_length()
 
     @property
     def block_bits(self) -> int:
-        """Bits of a write table entry's lane block (``x_hi`` blocks in each row of a word)."""
-        return max(1, ROWS_PER_READ * max(s.x_hi for s in self.stages) - 1).bit_length()
+        return max(1, max(s.x_hi for s in self.stages) - 1).bit_length()
 
     @property
     def input_row_bits(self) -> int:
-        return max(1, self.buffer_words[0] - 1).bit_length()
+        return max(1, self.buffer_rows[0] - 1).bit_length()
 
     @property
     def input_lane_bits(self) -> int:
-        return max(1, ROWS_PER_READ * self.buffer_lanes[0] - 1).bit_length()
-
-
-def row_pitch(sm: StageMap) -> int:
-    """Rows a tile of ``sm`` takes in its source buffer: the rows it reads, padded to whole
-    words, so every tile's first row is the first of a word."""
-    return -(-sm.lanes // ROWS_PER_READ) * ROWS_PER_READ
-
-
-def word_slot(sm: StageMap, row: int) -> tuple[int, int]:
-    """Where row ``row`` that ``sm`` reads sits in its source buffer: (word, row in the word)."""
-    return divmod(row // sm.lanes * row_pitch(sm) + row % sm.lanes, ROWS_PER_READ)
-
-
-def _write_entries(sm: StageMap, nxt: StageMap | None, rows, blocks) -> list:
-    """The write table of ``sm``: per granule (word address, lane block in the word), or
-    (0, block) for the logits."""
-    if nxt is None:
-        return [(0, b) for b in blocks]
-    out = []
-    for row, block in zip(rows, blocks):
-        word, slot = word_slot(nxt, row)
-        out.append((word, slot * sm.x_hi + block))
-    return out
-
-
-def _input_entries(first: StageMap, layout: Layout) -> list:
-    """Per pixel: (word address, lane in the word) in the input buffer."""
-    out = []
-    for row, lane in zip(layout.input_addr.tolist(), layout.input_lane.tolist()):
-        word, slot = word_slot(first, row)
-        out.append((word, slot * layout.buffer_lanes[0] + lane))
-    return out
+        return max(1, self.buffer_lanes[0] - 1).bit_length()
 
 
 def _stage_tiles(sm, stage_index: int, weight_base: int) -> list[Tile]:
     out = []
     for (rg, groups, phase), (reads, writes), window in zip(sm.tiles(), sm.tile_io(),
                                                             sm.windows()):
-        # a tile's first row group is a multiple of the groups a tile reads (sm.lanes rows)
-        first_word = rg * sm.x_lo // sm.lanes * row_pitch(sm) // ROWS_PER_READ
-        out.append(Tile(stage_index, reads, first_word, writes,
-                        weight_base + phase * sm.n_inner, window - 1))
+        out.append(Tile(stage_index, reads, rg * sm.x_lo, writes, weight_base + phase * sm.n_inner,
+                        window - 1))
     return out
 
 
@@ -215,9 +165,7 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
         stage_tiles[-1] = replace(stage_tiles[-1], stage_end=True,
                                               network_end=j == len(schedule.stages) - 1)
         tiles.extend(stage_tiles)
-        nxt = None if sm.final else schedule.stages[j + 1]
-        write_table.extend(_write_entries(sm, nxt, tab.write_addr.tolist(),
-                                          tab.write_block.tolist()))
+        write_table.extend(zip(tab.write_addr.tolist(), tab.write_block.tolist()))
         if tab.bias is not None:
             bias_words.extend(tuple(int(v) for v in row) for row in tab.bias)
         src, dst = buffer_of_stage(j)
@@ -225,7 +173,6 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
         stages.append(StageConsts(
             inner=sm.n_inner, src=src, dst=3 if sm.final else dst, in_bits=tab.input_bits,
             in_signed=tab.signed_input, granule=sm.granule, x_hi=sm.x_hi,
-            row_lanes=0 if sm.final else layout.buffer_lanes[dst],
             lane_of_pe=tuple(int(v) for v in tab.lane_of_pe) + (-1,) * (P - sm.pes),
             multiplier=rq.multiplier if rq else 0, shift=rq.shift if rq else 1,
             lo=rq.lo if rq else 0, hi=rq.hi if rq else 0, has_bias=tab.bias is not None,
@@ -252,6 +199,6 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
         requant_lanes=max(sm.granule for sm in schedule.stages), lanes=lanes,
         lane_capacity=capacity, lane_bits=lane_bits, stages=tuple(stages), tiles=tuple(tiles),
         weight_words=weight_words, write_table=write_table, bias_words=bias_words,
-        input_table=_input_entries(schedule.stages[0], layout),
+        input_table=list(zip(layout.input_addr.tolist(), layout.input_lane.tolist())),
         logit_class=tuple(int(c) for c in layout.logit_class))
 

@@ -75,8 +75,7 @@ def first_departure(net: IntNetwork, schedule: Schedule, rows: int, cols: int,
             continue
         snap = snaps[j][buffer_of_stage(j)[1]]
         for (row, lane), value in sorted(written.items()):
-            word, at = program.word_of(j + 1, row, lane)
-            got = snap[word] >> (at * bits) & ((1 << bits) - 1)
+            got = snap[row] >> (lane * bits) & ((1 << bits) - 1)
             if got != value & ((1 << bits) - 1):
                 element = golden_index(schedule, j, row, lane)
                 return (f"{where}: element {element} of the golden stage output (buffer row "

@@ -77,33 +77,19 @@ def test_an_unknown_requantizer_multiplier_is_refused_by_name():
         schedule.build_schedule([((12,), (5,), (1, 1))], [(0,)], 8, 8, "dsp48")
 
 
-def test_a_tile_reads_two_rows_per_cycle():
-    # fc1 of the default network at rank 5, last stage: two tiles of 64 rows, 20 inner steps
-    shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
-    sm = schedule.build_schedule(shapes, [(3, 2, 1, 0), (1, 0)], 320, 40).stages[3]
-    assert (sm.rows, sm.n_inner, sm.q, sm.granule) == (128, 20, 8, 32)
-    assert sm.tile_io() == [(64, 8), (64, 8)]
-    assert schedule.ROWS_PER_READ == 2 and schedule.read_cycles(64) == 32
-    assert schedule.read_cycles(7) == 4
-    # the second tile's 64 rows take 32 cycles and 2 of latency: the first window is 34
-    assert sm.windows() == [32 + schedule.ROW_LATENCY, 20]
-    assert sm.cycles() == (32 + schedule.ROW_LATENCY + 34 + 20 + schedule.MAC_LATENCY + 8
-                           + schedule.DRAIN_LATENCY)
-
-
-@pytest.mark.parametrize("slack, orders, cycles", [(0.01, ((3, 2, 1, 0), (1, 0)), 1128),
-                                                   (0.0, ((0, 1, 2, 3), (1, 0)), 1126)])
+@pytest.mark.parametrize("slack, orders, cycles", [(0.05, ((3, 2, 1, 0), (0, 1)), 1296),
+                                                   (0.01, ((3, 2, 1, 0), (1, 0)), 1238)])
 def test_layers_keep_their_training_order_within_the_slack(slack, orders, cycles):
     from edge3u.config import HardwareConfig
 
     # the default network at rank 5: fc1 trains right to left, fc2 from its first core
     shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
     assert [tt.training_order(*s) for s in shapes] == [(3, 2, 1, 0), (0, 1)]
-    hw = HardwareConfig(requant_multipliers="dsp", order_slack=slack, activation_lanes=64)
-    assert schedule.choose_orders(shapes, 320, 40) == ((0, 1, 2, 3), (1, 0))
-    # fc1's training order costs 2 cycles (0.2 %); fc2's would cost 49 and is not taken
-    assert schedule.build_schedule(shapes, [(3, 2, 1, 0), (0, 1)], 320, 40, "dsp").cycles() \
-        == 1177
+    hw = HardwareConfig(requant_multipliers="dsp", order_slack=slack)
+    assert schedule.choose_orders(shapes, 320, 40) == ((3, 2, 1, 0), (1, 0))
+    # fc2's training order costs 58 cycles more (4.7 %) with tiles of at most 32 rows
+    assert schedule.build_schedule(shapes, [(3, 2, 1, 0), (0, 1)], 320, 40, "dsp",
+                                   activation_lanes=32).cycles() == 1238 + 58
     layers = [(name, [torch.zeros(r[k], n[k], m[k], r[k + 1]) for k in range(len(n))])
               for name, (n, m, r) in zip(("fc1", "fc2"), shapes)]
     assert tuple(schedule.hardware_orders(layers, hw).values()) == orders
@@ -114,11 +100,14 @@ def test_tiles_read_at_most_the_activation_lanes():
     shapes = [((4, 7, 4, 7), (4, 4, 8, 4), (1, 5, 5, 5, 1)), ((16, 32), (2, 5), (1, 5, 1))]
     orders = [(3, 2, 1, 0), (1, 0)]
     free = schedule.build_schedule(shapes, orders, 320, 40, "dsp")
-    capped = schedule.build_schedule(shapes, orders, 320, 40, "dsp", activation_lanes=32)
-    # fc1's last stage: 8 granules of 32 from 64 rows a tile, or 4 from 32 in 6 cycles more
-    assert (free.stages[3].lanes, free.stages[3].q) == (64, 8)
-    assert (capped.stages[3].lanes, capped.stages[3].q) == (32, 4)
-    assert capped.stages[3].cycles() - free.stages[3].cycles() == 6
-    assert max(s.lanes for s in capped.stages) == 32 and capped.cycles() == 1134
+    capped = schedule.build_schedule(shapes, orders, 320, 40, "dsp", activation_lanes=16)
+    # fc1's last stage: 4 tiles of 4 granules of 32 from 32 rows each, or 8 tiles of 4
+    # granules of 16 from 16 rows, 22 cycles more
+    assert (free.stages[3].lanes, free.stages[3].granule, len(free.stages[3].tiles())) == \
+        (32, 32, 4)
+    assert (capped.stages[3].lanes, capped.stages[3].granule,
+            len(capped.stages[3].tiles())) == (16, 16, 8)
+    assert capped.stages[3].cycles() - free.stages[3].cycles() == 22
+    assert max(s.lanes for s in capped.stages) == 16 and capped.cycles() == 1260
     with pytest.raises(schedule.ScheduleError, match="than the 2 activation lanes"):
         schedule.build_schedule(shapes, orders, 320, 40, "dsp", activation_lanes=2)
