@@ -81,8 +81,7 @@ class Accelerator(wiring.Component):
         # ---------------------------------------------------------------- memories
         buffers = [memory.Memory(shape=unsigned(p.buffer_lanes[0] * p.input_bits),
                                  depth=max(2, p.buffer_rows[0]), init=[])]
-        activation = range(1, len(p.buffer_rows))  # A, B and C when the layout's plan has it
-        for b in activation:
+        for b in (1, 2):
             buffers.append(memory.Memory(shape=unsigned(p.buffer_lanes[b] * p.activation_bits),
                                          depth=max(2, p.buffer_rows[b]), init=[]))
         # The weight ROM in slices, one per PE row, and the bias ROM in one per requantizer
@@ -123,8 +122,8 @@ class Accelerator(wiring.Component):
         entries += [sentinel] * 3
         tiles = memory.Memory(shape=tile_layout, depth=len(entries), init=entries)
         self.memories = {"buffers": buffers}
-        names = ["input_buffer"] + [f"buffer_{'abc'[b - 1]}" for b in activation]
-        for name, mem in (*zip(names, buffers), ("write_table", write_table),
+        for name, mem in (("input_buffer", buffers[0]), ("buffer_a", buffers[1]),
+                          ("buffer_b", buffers[2]), ("write_table", write_table),
                           ("tile_table", tiles)):
             m.submodules[name] = mem
         for r, rom in enumerate(weight_roms):
@@ -277,7 +276,7 @@ class Accelerator(wiring.Component):
         # The placed granule is registered before the write port: the placement decodes the
         # stage and lane block, and a memory's write inputs should come from a register.
         write_ports, buffer_writes = {}, {}
-        for b in activation:
+        for b in (1, 2):
             wp = buffer_writes[b] = buffers[b].write_port(granularity=p.activation_bits)
             placed = SimpleNamespace(data=Signal.like(wp.data, name=f"placed{b}_data"),
                                      en=Signal.like(wp.en, name=f"placed{b}_en"))

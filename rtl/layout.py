@@ -10,8 +10,7 @@ images of ``edge3u export``) and its :class:`~edge3u.models.schedule.Schedule` i
   the lane block it fills — the reshape between stages;
 * per layer-end stage, the bias of every granule lane; per stage, the requantizer;
 * the input table: where each pixel of the image goes in the first buffer;
-* the logits permutation (granule lane -> class);
-* which buffer each stage reads and writes (:func:`buffer_plan`), and every buffer's shape.
+* the logits permutation (granule lane -> class).
 
 :func:`execute` runs those tables exactly as the hardware does (tiles, lanes, granules) with
 integer arithmetic; it equals :func:`edge3u.models.golden.int_forward` bit for bit, which the
@@ -29,8 +28,7 @@ import torch
 from edge3u.models.golden import IntNetwork, Requant
 from edge3u.models.schedule import Schedule, StageMap
 
-__all__ = ["StageTables", "Layout", "build_layout", "buffer_plan", "LOGITS", "execute", "digits",
-           "flat"]
+__all__ = ["StageTables", "Layout", "build_layout", "execute", "digits", "flat"]
 
 
 def digits(index: int, modes, sizes) -> dict:
@@ -69,9 +67,8 @@ class Layout:
     input_addr: np.ndarray    # (pixels,) row of the first buffer for each pixel
     input_lane: np.ndarray    # (pixels,) lane in that row
     logit_class: np.ndarray   # (classes,) class of each logits lane
-    buffer_rows: tuple        # rows of buffers (input, A, B and C if buffer_plan uses it)
-    buffer_lanes: tuple       # lanes of buffers (input, A, ...)
-    plan: tuple               # per stage, (buffer read, buffer written): buffer_plan
+    buffer_rows: tuple        # rows of buffers (input, A, B)
+    buffer_lanes: tuple       # lanes of buffers (input, A, B)
     activation_bits: int
     input_bits: int
 
@@ -194,10 +191,14 @@ def build_layout(net: IntNetwork, schedule: Schedule) -> Layout:
     for lane in range(schedule.classes):
         d = digits(lane, last.X + last.rp, sizes)
         logit_class[lane] = flat(d, schedule.output_modes, sizes)
-    plan = buffer_plan(maps)
-    rows, lanes = _buffer_shapes(maps, [src for src, _ in plan])
-    return Layout(schedule, tuple(stages), in_addr, in_lane, logit_class, rows, lanes, plan,
-                  activation_bits or 1, net.input_bits)
+    rows = [first.rows, 1, 1]
+    lanes = [first.n_inner, 1, 1]
+    for j, sm in enumerate(maps[1:], start=1):
+        buf = 1 + (j - 1) % 2
+        rows[buf] = max(rows[buf], sm.rows)
+        lanes[buf] = max(lanes[buf], sm.n_inner)
+    return Layout(schedule, tuple(stages), in_addr, in_lane, logit_class, tuple(rows),
+                  tuple(lanes), activation_bits or 1, net.input_bits)
 
 
 def _code_bits(rq: Requant) -> int:
@@ -207,50 +208,11 @@ def _code_bits(rq: Requant) -> int:
     return max(1, rq.hi.bit_length())
 
 
-#: The buffer "written" by the last stage: the logits registers.
-LOGITS = -1
-
-
-def _buffer_shapes(stages, sources) -> tuple[tuple, tuple]:
-    """(rows, lanes) of every buffer when stage ``j`` reads buffer ``sources[j]``: the input
-    buffer, A and B always (a one-stage network leaves them a row of one lane), C if read."""
-    count = max(3, 1 + max(sources))
-    rows, lanes = [1] * count, [1] * count
-    for sm, buf in zip(stages, sources):
-        rows[buf], lanes[buf] = max(rows[buf], sm.rows), max(lanes[buf], sm.n_inner)
-    return tuple(rows), tuple(lanes)
-
-
-def _elements(stages, sources) -> int:
-    rows, lanes = _buffer_shapes(stages, sources)
-    return sum(r * n for r, n in zip(rows[1:], lanes[1:]))
-
-
-def buffer_plan(stages) -> tuple[tuple[int, int], ...]:
-    """Per global stage, (buffer read, buffer written): 0 is the input buffer, 1, 2, 3 the
-    activation buffers A, B, C, and the last stage writes the logits (``LOGITS``).
-
-    A stage never writes the buffer it reads, so the activation buffers alternate A, B, A, ...
-    A buffer is as wide as the widest rows it holds and as deep as the most rows, so a stage
-    with few but wide rows (the default network's last stage: 5 rows of 80) would widen a
-    buffer that another stage fills with many narrow ones. Such stages read buffer C instead:
-    one at a time, the stage whose move to C saves the most buffer elements (rows × lanes)
-    moves, as long as neither neighbour reads C and a move saves any."""
-    sources = [0] + [1 + (j - 1) % 2 for j in range(1, len(stages))]
-    while True:
-        best, best_cost = None, _elements(stages, sources)
-        for j in range(1, len(stages)):
-            near = sources[j - 1:j] + sources[j + 1:j + 2]
-            if sources[j] == 3 or 3 in near:
-                continue
-            trial = sources[:j] + [3] + sources[j + 1:]
-            cost = _elements(stages, trial)
-            if cost < best_cost:
-                best, best_cost = trial, cost
-        if best is None:
-            break
-        sources = best
-    return tuple(zip(sources, sources[1:] + [LOGITS]))
+def buffer_of_stage(j: int) -> tuple[int, int]:
+    """(buffer read, buffer written) by global stage ``j``: 0 is the input buffer, then the
+    activation buffers alternate 1, 2, 1, ...; the last stage writes the logits."""
+    read = 0 if j == 0 else 1 + (j - 1) % 2
+    return read, 1 + j % 2
 
 
 def execute(layout: Layout, pixels: np.ndarray, *, trace: list | None = None) -> np.ndarray:
@@ -258,12 +220,12 @@ def execute(layout: Layout, pixels: np.ndarray, *, trace: list | None = None) ->
     order. With ``trace`` (a list) appends every stage's output buffer as
     ``{(row, lane): value}`` for mismatch reports."""
     sched = layout.schedule
-    buffers = [dict() for _ in layout.buffer_rows]
+    buffers = [dict() for _ in range(3)]
     for f, value in enumerate(np.asarray(pixels, dtype=np.int64)):
         buffers[0][(int(layout.input_addr[f]), int(layout.input_lane[f]))] = int(value)
     logits = np.zeros(sched.classes, dtype=np.int64)
     for j, (sm, tab) in enumerate(zip(sched.stages, layout.stages)):
-        src, dst = layout.plan[j]
+        src, dst = buffer_of_stage(j)
         if not sm.final:
             buffers[dst] = {}
         written = 0

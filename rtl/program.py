@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from edge3u.models.golden import IntNetwork
 from edge3u.models.schedule import Schedule
-from edge3u.rtl.layout import Layout, build_layout
+from edge3u.rtl.layout import Layout, buffer_of_stage, build_layout
 
 __all__ = ["Tile", "StageConsts", "Program", "build_program", "signed_bits", "pack", "unpack"]
 
@@ -54,8 +54,8 @@ class Tile:
 class StageConsts:
     """Per-stage constants the datapath selects by stage index."""
     inner: int
-    src: int                 # buffer read: 0 input, 1-3 activation buffers (layout.plan)
-    dst: int                 # buffer written: 1-3, or LOGITS
+    src: int                 # buffer read: 0 input, 1/2 activation buffers
+    dst: int                 # buffer written: 1/2, or 3 for the logits
     in_bits: int             # bits per lane of the rows read
     in_signed: bool
     granule: int
@@ -116,9 +116,8 @@ class Program:
         return {
             "weights": len(p.weight_words) * p.pes * p.weight_bits,
             "input_buffer": p.buffer_rows[0] * p.buffer_lanes[0] * p.input_bits,
-            "activation_buffers": sum(r * n for r, n in zip(p.buffer_rows[1:],
-                                                            p.buffer_lanes[1:]))
-            * p.activation_bits,
+            "activation_buffers": sum(p.buffer_rows[i] * p.buffer_lanes[i]
+                                      for i in (1, 2)) * p.activation_bits,
             "lane_registers": 2 * sum(sum(widths) for widths in p.lane_bits),
             "write_table": len(p.write_table) * (self.row_bits + self.block_bits),
             "bias": len(p.bias_words) * p.requant_lanes * p.acc_bits,
@@ -169,10 +168,10 @@ def build_program(net: IntNetwork, schedule: Schedule) -> Program:
         write_table.extend(zip(tab.write_addr.tolist(), tab.write_block.tolist()))
         if tab.bias is not None:
             bias_words.extend(tuple(int(v) for v in row) for row in tab.bias)
-        src, dst = layout.plan[j]
+        src, dst = buffer_of_stage(j)
         rq = tab.requant
         stages.append(StageConsts(
-            inner=sm.n_inner, src=src, dst=dst, in_bits=tab.input_bits,
+            inner=sm.n_inner, src=src, dst=3 if sm.final else dst, in_bits=tab.input_bits,
             in_signed=tab.signed_input, granule=sm.granule, x_hi=sm.x_hi,
             lane_of_pe=tuple(int(v) for v in tab.lane_of_pe) + (-1,) * (P - sm.pes),
             multiplier=rq.multiplier if rq else 0, shift=rq.shift if rq else 1,
