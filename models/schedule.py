@@ -422,22 +422,28 @@ def choose_orders(network_shapes, pes: int, requant_lanes: int,
     return best[1]
 
 
+def _configured_schedule(network_shapes, orders, hardware) -> Schedule:
+    """:func:`build_schedule` on the configured array (``config.hardware``)."""
+    return build_schedule(network_shapes, orders, hardware.pe_rows * hardware.pe_cols,
+                          hardware.requant_lanes, hardware.requant_multipliers,
+                          hardware.activation_lanes)
+
+
 def _configured_orders(network_shapes, hardware) -> tuple[tuple[int, ...], ...]:
     """The orders :func:`choose_orders` picks, except that each layer in turn keeps its
     :func:`models.tt.training_order` where the network's cycles stay within
     ``hardware.order_slack`` of the fewest: the quantization fine-tunes a network that learnt
     with every stage's output rounded in that order."""
     shapes = _shapes(network_shapes)
-    pes, lanes = hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes
 
     def cycles(orders):
         try:
-            return build_schedule(shapes, orders, pes, lanes, hardware.requant_multipliers,
-                                  hardware.activation_lanes).cycles()
+            return _configured_schedule(shapes, orders, hardware).cycles()
         except ScheduleError:
             return None
 
-    orders = list(choose_orders(shapes, pes, lanes, hardware.activation_lanes))
+    orders = list(choose_orders(shapes, hardware.pe_rows * hardware.pe_cols,
+                                hardware.requant_lanes, hardware.activation_lanes))
     limit = cycles(orders) * (1 + hardware.order_slack)
     for li, (n, m, r) in enumerate(shapes):
         trial = orders[:li] + [tt.training_order(n, m, r)] + orders[li + 1:]
@@ -463,11 +469,9 @@ def network_cycles(network_shapes, hardware) -> int | None:
     """Cycles per inference of a network of these ``(in_modes, out_modes, ranks)`` on the
     configured array, with the orders the hardware would choose (:func:`hardware_orders`);
     None if it does not fit."""
-    pes = hardware.pe_rows * hardware.pe_cols
     try:
         orders = _configured_orders(network_shapes, hardware)
-        return build_schedule(network_shapes, orders, pes, hardware.requant_lanes,
-                              hardware.requant_multipliers, hardware.activation_lanes).cycles()
+        return _configured_schedule(network_shapes, orders, hardware).cycles()
     except ScheduleError:
         return None
 
@@ -475,6 +479,4 @@ def network_cycles(network_shapes, hardware) -> int | None:
 def schedule_network(net, hardware) -> Schedule:
     """The schedule of an integer network (its layers' stage orders) on the configured array."""
     shapes = [(layer.in_modes, layer.out_modes, layer.ranks) for layer in net.layers]
-    return build_schedule(shapes, [layer.order for layer in net.layers],
-                          hardware.pe_rows * hardware.pe_cols, hardware.requant_lanes,
-                          hardware.requant_multipliers, hardware.activation_lanes)
+    return _configured_schedule(shapes, [layer.order for layer in net.layers], hardware)
